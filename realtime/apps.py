@@ -1,0 +1,11 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class RealtimeConfig(AppConfig):
+    name = "realtime"
+    verbose_name = "Tasklight realtime"
+
+    def ready(self) -> None:
+        from realtime import monitor  # noqa: F401  (connects the logout signal)

@@ -1,0 +1,239 @@
+"""``/ws/tasks/``: the WebSocket protocol of SPEC.md section 5 (docs/protocol.md).
+
+Thin: authenticate (at connect), authorize every task id against the owner, validate
+each frame, delegate to tasks/ selectors and services, and turn layer events into
+frames. Ordering: the consumer remembers the highest ``seq`` it sent per task and
+drops anything older, so a snapshot and the live stream together never go backwards.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from realtime import monitor
+from realtime.groups import group_for_owner, group_for_task
+from tasks import registry, selectors, services
+from tasks.models import TERMINAL_STATES
+from tasks.owners import Owner, owner_for_scope
+
+logger = logging.getLogger(__name__)
+
+MAX_FRAME = 64 * 1024
+RATE = 20.0  # messages per second, sustained
+BURST = 40.0  # messages allowed at once
+STRIKES = 20  # rate-limited messages before the connection is closed
+CLOSE_TOO_BIG = 1009
+CLOSE_POLICY = 1008
+CLOSE_SESSION_ENDED = 4001
+TERMINAL = frozenset(str(s) for s in TERMINAL_STATES)
+
+
+class TasksConsumer(AsyncWebsocketConsumer):
+    owner: Owner | None
+    session_key: str | None
+
+    async def connect(self) -> None:
+        self.owner = await owner_for_scope(self.scope)
+        session = self.scope.get("session")
+        self.session_key = getattr(session, "session_key", None)
+        self.watch_all = False
+        self.watched: set[str] = set()
+        self.seqs: dict[str, int] = {}
+        self.unfinished: set[str] = set()
+        self.tokens = BURST
+        self.tokens_at = time.monotonic()
+        self.strikes = 0
+        await self.accept()
+        monitor.register(self)
+
+    async def disconnect(self, code: int) -> None:
+        monitor.unregister(self)
+        if self.watch_all and self.owner is not None:
+            await self.channel_layer.group_discard(group_for_owner(self.owner.key), self.channel_name)
+        for task_id in self.watched:
+            await self.channel_layer.group_discard(group_for_task(task_id), self.channel_name)
+
+    # ---- client frames ----------------------------------------------------------------
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        size = len(text_data) if text_data is not None else len(bytes_data or b"")
+        if size > MAX_FRAME:
+            await self.close(code=CLOSE_TOO_BIG)
+            return
+        if not self._take_token():
+            self.strikes += 1
+            if self.strikes > STRIKES:
+                await self.close(code=CLOSE_POLICY)
+            else:
+                await self.send_error("rate_limited", "too many messages; slow down")
+            return
+        if text_data is None:
+            await self.send_error("bad_request", "binary frames are not supported; send JSON text")
+            return
+        try:
+            message = json.loads(text_data)
+        except (ValueError, RecursionError):
+            await self.send_error("bad_request", "frame is not valid JSON")
+            return
+        if not isinstance(message, dict):
+            await self.send_error("bad_request", "frame must be a JSON object")
+            return
+        kind = message.get("type")
+        handler = self.HANDLERS.get(kind) if isinstance(kind, str) else None
+        if handler is None:
+            await self.send_error("bad_request", "unknown message type", echo=_short(kind))
+            return
+        try:
+            await handler(self, message)
+        except Exception:
+            logger.warning("Could not serve a %s request", kind, exc_info=True)
+            await self.send_error("unavailable", "the request could not be served now; try again")
+
+    def _take_token(self) -> bool:
+        clock = time.monotonic()
+        self.tokens = min(BURST, self.tokens + (clock - self.tokens_at) * RATE)
+        self.tokens_at = clock
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+    async def on_subscribe(self, message: dict[str, Any]) -> None:
+        if "task_id" not in message or message["task_id"] is None:
+            await self.subscribe_all()
+            return
+        task_id = selectors.parse_task_id(message["task_id"])
+        if task_id is None:
+            await self.send_error("bad_request", "task_id must be a task id (UUID)")
+            return
+        row = await selectors.get_owned_row(self.owner, task_id)
+        if row is None:
+            await self.send_error("not_found", "no such task", task_id=task_id)
+            return
+        if task_id not in self.watched:
+            await self.channel_layer.group_add(group_for_task(task_id), self.channel_name)
+            self.watched.add(task_id)
+        # Read after joining the group: anything newer arrives after, anything older is dropped.
+        row = await selectors.get_owned_row(self.owner, task_id)
+        await self.send_snapshot(await selectors.objects_for_rows([row]) if row else [])
+
+    async def subscribe_all(self) -> None:
+        if self.owner is not None and not self.watch_all:
+            await self.channel_layer.group_add(group_for_owner(self.owner.key), self.channel_name)
+        self.watch_all = self.owner is not None
+        await self.send_snapshot(await selectors.recent_objects(self.owner))
+
+    async def on_unsubscribe(self, message: dict[str, Any]) -> None:
+        if message.get("task_id") is None:
+            if self.watch_all and self.owner is not None:
+                await self.channel_layer.group_discard(group_for_owner(self.owner.key), self.channel_name)
+            self.watch_all = False
+            return
+        task_id = selectors.parse_task_id(message["task_id"])
+        if task_id is None:
+            await self.send_error("bad_request", "task_id must be a task id (UUID)")
+            return
+        if task_id in self.watched:
+            self.watched.discard(task_id)
+            await self.channel_layer.group_discard(group_for_task(task_id), self.channel_name)
+        if not self.watch_all:
+            self.unfinished.discard(task_id)
+
+    async def on_cancel(self, message: dict[str, Any]) -> None:
+        task_id = selectors.parse_task_id(message.get("task_id"))
+        if task_id is None:
+            await self.send_error("bad_request", "task_id must be a task id (UUID)")
+            return
+        if self.owner is None:
+            await self.send_error("not_found", "no such task", task_id=task_id)
+            return
+        try:
+            obj = await services.request_cancel(owner=self.owner, task_id=task_id)
+        except services.NotFound:
+            await self.send_error("not_found", "no such task", task_id=task_id)
+            return
+        except services.AlreadyFinished as exc:
+            await self.send_error("already_finished", "the task has already finished", task_id=task_id)
+            await self.send_objects([exc.obj])
+            return
+        await self.send_objects([obj])
+
+    async def on_launch(self, message: dict[str, Any]) -> None:
+        if self.owner is None:
+            await self.send_error("bad_request", "no session: load the page first")
+            return
+        try:
+            obj = await services.launch(owner=self.owner, name=message.get("name"), params=message.get("params"))
+        except registry.UnknownTask:
+            await self.send_error("unknown_task", "no launchable task has that name")
+            return
+        except registry.InvalidParams as exc:
+            await self.send_error("invalid_params", str(exc))
+            return
+        except services.BrokerUnavailable:
+            await self.send_error("unavailable", "the task queue is unavailable; try again shortly")
+            return
+        await self.send_objects([obj])
+
+    async def on_ping(self, message: dict[str, Any]) -> None:
+        await self.send(text_data='{"type":"pong"}')
+
+    HANDLERS = {
+        "subscribe": on_subscribe,
+        "unsubscribe": on_unsubscribe,
+        "cancel": on_cancel,
+        "launch": on_launch,
+        "ping": on_ping,
+    }
+
+    # ---- frames to the client --------------------------------------------------------
+    async def send_error(self, code: str, detail: str, **extra: Any) -> None:
+        await self.send(text_data=json.dumps({"type": "error", "code": code, "detail": detail, **extra}))
+
+    async def send_snapshot(self, objects: list[dict[str, Any]]) -> None:
+        for obj in objects:
+            self._remember(obj["id"], obj["seq"], obj["state"])
+        await self.send(text_data=json.dumps({"type": "snapshot", "tasks": objects}, separators=(",", ":")))
+
+    async def send_objects(self, objects: list[dict[str, Any]]) -> None:
+        """Send each object that is newer than what this connection has already had."""
+        for obj in objects:
+            if self._is_new(obj["id"], obj["seq"]):
+                self._remember(obj["id"], obj["seq"], obj["state"])
+                await self.send(text_data=json.dumps({"type": "task", "task": obj}, separators=(",", ":")))
+
+    def watches(self, task_id: str) -> bool:
+        return self.watch_all or task_id in self.watched
+
+    def _is_new(self, task_id: str, seq: int) -> bool:
+        return seq > self.seqs.get(task_id, -1)
+
+    def _remember(self, task_id: str, seq: int, state: str) -> None:
+        self.seqs[task_id] = seq
+        if state in TERMINAL:
+            self.unfinished.discard(task_id)
+        else:
+            self.unfinished.add(task_id)
+
+    # ---- channel-layer events ----------------------------------------------------------
+    async def task_update(self, event: dict[str, Any]) -> None:
+        """A task changed: forward the pre-encoded frame if it is news to this client."""
+        task_id = event["id"]
+        if not self.watches(task_id) or not self._is_new(task_id, event["seq"]):
+            return
+        self._remember(task_id, event["seq"], event["state"])
+        await self.send(text_data=event["frame"])
+
+    async def session_end(self, event: dict[str, Any]) -> None:
+        if self.session_key and event.get("session") == monitor.session_tag(self.session_key):
+            await self.close(code=CLOSE_SESSION_ENDED)
+
+
+def _short(value: Any) -> Any:
+    if isinstance(value, str):
+        return value[:50]
+    return None

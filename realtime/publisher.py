@@ -1,0 +1,255 @@
+"""The one way a task change reaches browsers (docs/realtime.md, docs/progress.md).
+
+``publish()`` merges a change into the task's live record (realtime/live.py), which
+gives it its ``seq``, encodes the task frame once, and sends it to the owner's group
+and the task's group on the channel layer. Async callers (Daphne: launch, cancel)
+await it on their own loop.
+
+In a worker process, ``worker_publisher()`` is one background thread with its own
+event loop and Redis connection. Task code only writes into ``Progress`` objects; the
+thread samples them every ``PUBLISH_INTERVAL`` (coalescing), refreshes heartbeats, and
+reads cancel flags in the same round trips. State changes from Celery's signals are
+handed to it with a short bounded wait; if Redis is away they are kept and retried,
+and the task carries on regardless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import threading
+import time
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from typing import Any
+
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from realtime import live
+from realtime.groups import group_for_owner, group_for_task
+from tasks.progress import Progress, ProgressSampler
+
+logger = logging.getLogger(__name__)
+
+SEND_TIMEOUT = 1.0
+
+
+def task_frame(record: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The task object held by a live record, and its ``task`` frame encoded once."""
+    obj = {k: v for k, v in record.items() if not k.startswith("_")}
+    obj.setdefault("progress", {"current": 0, "total": None, "percent": None, "message": ""})
+    obj.setdefault("eta_seconds", None)
+    return obj, json.dumps({"type": "task", "task": obj}, separators=(",", ":"))
+
+
+async def send_to_watchers(owner_key: str | None, obj: dict[str, Any], frame: str) -> None:
+    """Send one encoded frame to everyone watching this task or its owner's tasks."""
+    layer = get_channel_layer()
+    if layer is None:
+        raise RuntimeError("CHANNEL_LAYERS is not configured: Tasklight cannot publish.")
+    message = {
+        "type": "task.update",
+        "id": obj["id"],
+        "seq": obj["seq"],
+        "state": obj["state"],
+        "frame": frame,
+    }
+    groups = [group_for_task(obj["id"])]
+    if owner_key:
+        groups.append(group_for_owner(owner_key))
+    for group in groups:
+        await asyncio.wait_for(layer.group_send(group, message), SEND_TIMEOUT)
+
+
+async def publish(
+    task_id: str,
+    fields: dict[str, Any],
+    *,
+    owner_key: str | None,
+    seq_floor: int = 0,
+    full: dict[str, Any] | None = None,
+) -> dict[str, Any] | None:
+    """Record a change of a task and push it to its watchers; the new object, or None.
+
+    ``fields`` is a patch; when the live record is gone (expired, Redis restarted) and
+    ``full`` is given, the full object is written instead. None means the task was
+    already terminal in Redis and the change was dropped.
+    """
+    result = await live.merge(
+        task_id, fields, owner_key=owner_key, seq_floor=seq_floor, require_existing=full is not None
+    )
+    if result.status == "missing" and full is not None:
+        result = await live.merge(task_id, {**full, **fields}, owner_key=owner_key, seq_floor=seq_floor)
+    if result.status != "ok" or result.record is None:
+        return None
+    obj, frame = task_frame(result.record)
+    await send_to_watchers(owner_key, obj, frame)
+    return obj
+
+
+@dataclass
+class _Tracked:
+    task_id: str
+    owner_key: str
+    base: dict[str, Any]
+    progress: Progress
+    sampler: ProgressSampler = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sampler = ProgressSampler(self.progress)
+
+
+class WorkerPublisher:
+    """One per worker process: a thread with a loop that publishes coalesced changes."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.interval = float(settings.TASKLIGHT["PUBLISH_INTERVAL"])
+        self.heartbeat_ttl_ms = int(float(settings.TASKLIGHT["HEARTBEAT_TIMEOUT"]) * 1000)
+        self._tracked: dict[str, _Tracked] = {}
+        # State changes that could not be written yet (Redis away), newest merged in.
+        self._pending: dict[str, tuple[str | None, dict[str, Any], int]] = {}
+        self._lock = threading.Lock()
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._last_heartbeat = 0.0
+        self._down_since: float | None = None
+        self.published = 0  # progress updates sent, for tests and benchmarks
+        self._thread = threading.Thread(target=self._run, name="tasklight-publisher", daemon=True)
+        self._thread.start()
+        self._ready.wait(5)
+
+    # ---- called from task threads -------------------------------------------------
+    def track(self, task_id: str, owner_key: str, base: dict[str, Any], progress: Progress) -> None:
+        with self._lock:
+            self._tracked[task_id] = _Tracked(task_id, owner_key, base, progress)
+
+    def untrack(self, task_id: str) -> None:
+        with self._lock:
+            self._tracked.pop(task_id, None)
+
+    def final_progress(self, task_id: str) -> dict[str, Any] | None:
+        """The last report of a tracked task, as published fields (for a state change)."""
+        with self._lock:
+            tracked = self._tracked.get(task_id)
+        if tracked is None:
+            return None
+        return tracked.sampler.sample(force=True)
+
+    def publish_change(
+        self,
+        task_id: str,
+        fields: dict[str, Any],
+        *,
+        owner_key: str | None,
+        seq_floor: int,
+        wait: float = 0.5,
+    ) -> bool:
+        """Publish a state change now; wait at most ``wait`` seconds. True once it is out."""
+        with self._lock:
+            tracked = self._tracked.get(task_id)
+            if tracked is not None:
+                tracked.base.update({k: v for k, v in fields.items() if k not in ("progress", "eta_seconds")})
+        future = asyncio.run_coroutine_threadsafe(
+            self._publish_change(task_id, fields, owner_key, seq_floor), self._loop
+        )
+        try:
+            return bool(future.result(timeout=wait))
+        except FutureTimeout:
+            return False
+
+    # ---- the publisher thread -------------------------------------------------------
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.call_soon(self._ready.set)
+        self._loop.create_task(self._ticker())
+        self._loop.run_forever()
+
+    async def _publish_change(
+        self, task_id: str, fields: dict[str, Any], owner_key: str | None, seq_floor: int
+    ) -> bool:
+        pending = self._pending.pop(task_id, None)
+        if pending is not None:
+            fields = {**pending[1], **fields}
+            seq_floor = max(seq_floor, pending[2])
+        try:
+            await publish(task_id, fields, owner_key=owner_key, seq_floor=seq_floor)
+        except Exception as exc:  # Redis away: keep it, the ticker retries.
+            self._pending[task_id] = (owner_key, fields, seq_floor)
+            self._note_down(exc)
+            return False
+        return True
+
+    async def _ticker(self) -> None:
+        while True:
+            started = time.monotonic()
+            try:
+                await self._tick()
+                if self._down_since is not None:
+                    logger.info("Tasklight publisher: Redis reachable again.")
+                    self._down_since = None
+            except Exception as exc:
+                self._note_down(exc)
+            elapsed = time.monotonic() - started
+            await asyncio.sleep(max(0.005, self.interval - elapsed))
+
+    def _note_down(self, exc: BaseException) -> None:
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            logger.warning("Tasklight publisher cannot reach Redis (%s); retrying.", exc)
+
+    async def _tick(self) -> None:
+        for task_id in list(self._pending):
+            owner_key, fields, floor = self._pending.pop(task_id)
+            if not await self._publish_change(task_id, fields, owner_key, floor):
+                return
+        with self._lock:
+            tracked = list(self._tracked.values())
+        if not tracked:
+            return
+        client = live.get_client()
+        ids = [t.task_id for t in tracked]
+        now = time.monotonic()
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.mget([live.cancel_key(i) for i in ids])
+            if now - self._last_heartbeat >= 1.0:
+                for i in ids:
+                    pipe.set(live.heartbeat_key(i), b"1", px=self.heartbeat_ttl_ms)
+                self._last_heartbeat = now
+            replies = await pipe.execute()
+        for t, flag in zip(tracked, replies[0]):
+            if flag is not None and not t.progress.cancelled:
+                t.progress.cancelled = True
+                t.base["cancel_requested"] = True
+        for t in tracked:
+            fields = t.sampler.sample()
+            if fields is None:
+                continue
+            fields["updated_at"] = _iso_now()
+            await publish(t.task_id, fields, owner_key=t.owner_key, full=t.base)
+            self.published += 1
+
+
+def _iso_now() -> str:
+    from tasks.objects import iso, now
+
+    return iso(now()) or ""
+
+
+_publisher: WorkerPublisher | None = None
+_publisher_lock = threading.Lock()
+
+
+def worker_publisher() -> WorkerPublisher:
+    """This process's publisher, started on first use (and again after a fork)."""
+    global _publisher
+    current = _publisher
+    if current is not None and current.pid == os.getpid():
+        return current
+    with _publisher_lock:
+        if _publisher is None or _publisher.pid != os.getpid():
+            _publisher = WorkerPublisher()
+        return _publisher

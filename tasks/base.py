@@ -1,0 +1,37 @@
+"""The base class of every task of the app (``task_cls``): progress and cancellation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Task
+
+from tasks.progress import Progress, TaskCancelled, reporter
+
+
+class TrackedTask(Task):
+    # A cancel is an expected outcome: Celery logs it at INFO, without a traceback.
+    throws = (TaskCancelled,)
+
+    @property
+    def progress(self) -> Progress:
+        """This run's progress reporter (see tasks/progress.py)."""
+        return reporter(self)
+
+    def on_cancel(self, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Hook: undo partial work after a cooperative cancel (the task then ends cancelled)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        request = self.request
+        if request.called_directly or request.id is None:
+            return super().__call__(*args, **kwargs)
+        # task_prerun found the run cancelled (or finished) before it started: the body
+        # never runs, even if the revoke message was lost or this worker started later.
+        if getattr(request, "tasklight_skip", False):
+            raise TaskCancelled(request.id)
+        try:
+            # The worker's tracer has pushed the request already; call the body directly.
+            return self.run(*args, **kwargs)
+        except TaskCancelled:
+            self.on_cancel(request.id, args, kwargs)
+            raise

@@ -1,0 +1,181 @@
+"""The whole life of every Celery task, from Celery's own signals (docs/progress.md).
+
+queued (sent) -> running (prerun) -> retrying (retry) -> succeeded / failed /
+cancelled. Each transition is written to the row first, then published with a short
+bounded wait. Tasks whose names start with ``tasklight.`` are Tasklight's own and
+are not tracked.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from typing import Any
+
+from billiard.exceptions import Terminated, WorkerLostError
+from celery import signals
+
+from tasks import progress as progress_mod
+from tasks import services
+from tasks.models import ACTIVE_STATES, State, TaskRun
+from tasks.objects import row_fields
+from tasks.progress import TaskCancelled
+
+logger = logging.getLogger(__name__)
+
+INTERNAL_PREFIX = "tasklight."
+TERMINAL_WAIT = 0.5
+START_WAIT = 0.25
+
+
+def _tracked(name: str | None) -> bool:
+    return bool(name) and not str(name).startswith(INTERNAL_PREFIX)
+
+
+def publish_row(row: TaskRun, progress_fields: dict[str, Any] | None = None, *, wait: float) -> None:
+    """Hand a row's new state to this process's publisher (bounded wait, never raises)."""
+    from realtime.publisher import worker_publisher
+
+    fields = row_fields(row)
+    if progress_fields:
+        fields.update(progress_fields)
+    try:
+        worker_publisher().publish_change(
+            str(row.id), fields, owner_key=row.owner_key or None, seq_floor=row.seq, wait=wait
+        )
+    except Exception:
+        logger.exception("Tasklight could not hand %s to its publisher", row.id)
+
+
+def _final_progress(task_id: str) -> dict[str, Any] | None:
+    from realtime.publisher import worker_publisher
+
+    return worker_publisher().final_progress(task_id)
+
+
+def _finish(task_id: str, to: str, **changes: Any) -> None:
+    """Write a terminal (or retrying) state with the last report, and publish it."""
+    final = _final_progress(task_id) if to != State.RETRYING else None
+    if final and to != State.RETRYING:
+        changes.setdefault("progress", final["progress"])
+    row = services.transition(task_id, to=to, allowed_from=ACTIVE_STATES, **changes)
+    if row is not None:
+        publish_row(row, {"progress": final["progress"]} if final else None, wait=TERMINAL_WAIT)
+
+
+@signals.after_task_publish.connect
+def on_sent(sender: str | None = None, headers: dict[str, Any] | None = None, body: Any = None, **_: Any) -> None:
+    headers = headers or {}
+    if not _tracked(sender) or headers.get("retries"):
+        return
+    task_id = headers.get("id")
+    if not task_id:
+        return
+    try:
+        services.ensure_row(task_id, str(sender))
+    except Exception:
+        logger.exception("Tasklight could not record the sending of %s", task_id)
+
+
+@signals.task_prerun.connect
+def on_prerun(sender: Any = None, task_id: str | None = None, task: Any = None, **_: Any) -> None:
+    if task is None or task_id is None or not _tracked(task.name):
+        return
+    request = task.request
+    row, skip = services.start_run(
+        task_id,
+        task.name,
+        attempt=int(request.retries or 0) + 1,
+        worker=f"{request.hostname or socket.gethostname()}:{os.getpid()}",
+    )
+    if skip:
+        request.tasklight_skip = True
+        return
+    if row is None:
+        return
+    from realtime.publisher import worker_publisher
+
+    reporter = progress_mod.register(task_id)
+    base = row_fields(row)
+    worker_publisher().track(task_id, row.owner_key, base, reporter)
+    publish_row(row, wait=START_WAIT)
+
+
+@signals.task_success.connect
+def on_success(sender: Any = None, result: Any = None, **_: Any) -> None:
+    if sender is None or not _tracked(sender.name):
+        return
+    _finish(sender.request.id, State.SUCCEEDED, result=services.json_safe(result))
+
+
+@signals.task_retry.connect
+def on_retry(sender: Any = None, request: Any = None, reason: Any = None, **_: Any) -> None:
+    if sender is None or request is None or not _tracked(sender.name):
+        return
+    exc = reason if isinstance(reason, BaseException) else None
+    _finish(
+        request.id,
+        State.RETRYING,
+        error=services.error_dict(exc, message=str(reason)),
+        attempt=int(request.retries or 0) + 1,
+    )
+
+
+@signals.task_failure.connect
+def on_failure(
+    sender: Any = None, task_id: str | None = None, exception: BaseException | None = None, einfo: Any = None, **_: Any
+) -> None:
+    if sender is None or task_id is None or not _tracked(sender.name):
+        return
+    row = TaskRun.objects.filter(id=task_id).only("cancel_requested").first()
+    cancel_requested = bool(row and row.cancel_requested)
+    if isinstance(exception, TaskCancelled) or (
+        cancel_requested and isinstance(exception, (WorkerLostError, Terminated))
+    ):
+        _finish(task_id, State.CANCELLED)
+        return
+    if isinstance(exception, WorkerLostError):
+        error = services.error_dict(
+            exception, type_name="WorkerLost", message="The worker running this task was lost."
+        )
+    else:
+        error = services.error_dict(exception)
+    tb = str(getattr(einfo, "traceback", "") or "")[:20000]
+    _finish(task_id, State.FAILED, error=error, traceback=tb)
+
+
+@signals.task_revoked.connect
+def on_revoked(sender: Any = None, request: Any = None, terminated: bool = False, expired: bool = False, **_: Any) -> None:
+    name = getattr(sender, "name", None)
+    task_id = getattr(request, "id", None)
+    if task_id is None or not _tracked(name):
+        return
+    if expired:
+        _finish(task_id, State.FAILED, error={"type": "Expired", "message": "The task expired before it ran."})
+    else:
+        _finish(task_id, State.CANCELLED)
+
+
+@signals.task_postrun.connect
+def on_postrun(sender: Any = None, task_id: str | None = None, **_: Any) -> None:
+    if task_id is None:
+        return
+    from realtime.publisher import worker_publisher
+
+    worker_publisher().untrack(task_id)
+    progress_mod.unregister(task_id)
+
+
+@signals.worker_ready.connect
+def on_worker_ready(sender: Any = None, **_: Any) -> None:
+    from tasks.watchdog import start_watchdog
+
+    start_watchdog()
+
+
+@signals.worker_shutdown.connect
+def on_worker_shutdown(sender: Any = None, **_: Any) -> None:
+    from tasks.watchdog import stop_watchdog
+
+    stop_watchdog()

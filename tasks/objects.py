@@ -1,0 +1,92 @@
+"""The task object of SPEC.md section 3, built here and nowhere else.
+
+The row (database) is the authority on state, owner, result and error; the live
+record in Redis (see realtime/live.py) adds the latest progress and ETA of a running
+task and carries the newest ``seq``.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from tasks.models import TERMINAL_STATES, TaskRun
+
+# Fields that come from the row; the live record may only add progress and ETA.
+ROW_FIELDS = (
+    "id",
+    "name",
+    "label",
+    "state",
+    "cancel_requested",
+    "attempt",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "updated_at",
+    "result",
+    "error",
+)
+LIVE_ONLY_FIELDS = ("progress", "eta_seconds")
+
+
+def iso(dt: datetime | None) -> str | None:
+    """ISO 8601 in UTC with milliseconds and a Z, or None."""
+    if dt is None:
+        return None
+    return dt.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def next_seq(previous: int) -> int:
+    """A seq above ``previous`` and at least the current time in microseconds.
+
+    Time-based so that a seq stays increasing even after Redis lost its counters.
+    """
+    return max(previous + 1, time.time_ns() // 1000)
+
+
+def row_fields(row: TaskRun) -> dict[str, Any]:
+    """The row's part of the task object (everything but live progress and ETA)."""
+    return {
+        "id": str(row.id),
+        "name": row.name,
+        "label": row.label,
+        "state": row.state,
+        "cancel_requested": row.cancel_requested,
+        "attempt": row.attempt,
+        "created_at": iso(row.created_at),
+        "started_at": iso(row.started_at),
+        "finished_at": iso(row.finished_at),
+        "updated_at": iso(row.updated_at),
+        "result": row.result,
+        "error": row.error,
+    }
+
+
+def task_object(row: TaskRun, live: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The full task object: the row, with the live record's progress when it is newer."""
+    obj = row_fields(row)
+    obj["progress"] = row.progress or empty_progress()
+    obj["eta_seconds"] = None
+    obj["seq"] = row.seq
+    if live:
+        live_seq = int(live.get("seq") or 0)
+        if live.get("progress") and (row.state not in TERMINAL_STATES or not row.progress):
+            obj["progress"] = live["progress"]
+        if row.state not in TERMINAL_STATES:
+            obj["eta_seconds"] = live.get("eta_seconds")
+            if live.get("updated_at") and live["updated_at"] > (obj["updated_at"] or ""):
+                obj["updated_at"] = live["updated_at"]
+        obj["seq"] = max(row.seq, live_seq)
+    if obj["state"] in TERMINAL_STATES:
+        obj["eta_seconds"] = None
+    return obj
+
+
+def empty_progress() -> dict[str, Any]:
+    return {"current": 0, "total": None, "percent": None, "message": ""}

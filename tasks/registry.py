@@ -1,0 +1,81 @@
+"""The tasks a client may start, with a JSON Schema for each one's params (SPEC.md 4).
+
+No other task name is ever accepted from a client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+
+class UnknownTask(Exception):
+    pass
+
+
+class InvalidParams(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Launchable:
+    name: str
+    label: str
+    schema: dict[str, Any]
+    make_label: Callable[[dict[str, Any]], str]
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "label": self.label, "params": self.schema}
+
+    def validate(self, params: Any) -> dict[str, Any]:
+        """The params with schema defaults filled in, or InvalidParams saying what is wrong."""
+        if params is None:
+            params = {}
+        if not isinstance(params, dict):
+            raise InvalidParams("params must be a JSON object")
+        validator = Draft202012Validator(self.schema)
+        errors = sorted(validator.iter_errors(params), key=lambda e: list(e.absolute_path))
+        if errors:
+            first = errors[0]
+            where = "/".join(str(p) for p in first.absolute_path) or "params"
+            raise InvalidParams(f"{where}: {first.message}"[:300])
+        filled = dict(params)
+        for key, spec in self.schema.get("properties", {}).items():
+            if key not in filled and "default" in spec:
+                filled[key] = spec["default"]
+        return filled
+
+
+_registry: dict[str, Launchable] = {}
+
+
+def launchable(
+    *, label: str, params: dict[str, Any], make_label: Callable[[dict[str, Any]], str] | None = None
+) -> Callable[[Any], Any]:
+    """Class decorator for a Celery task: let clients start it, with these params."""
+    Draft202012Validator.check_schema(params)
+    schema = {"type": "object", "additionalProperties": False, **params}
+
+    def register(task: Any) -> Any:
+        _registry[task.name] = Launchable(
+            name=task.name, label=label, schema=schema, make_label=make_label or (lambda _p: label)
+        )
+        return task
+
+    return register
+
+
+def get(name: Any) -> Launchable:
+    if not isinstance(name, str) or name not in _registry:
+        raise UnknownTask(str(name)[:100])
+    return _registry[name]
+
+
+def all_launchable() -> list[Launchable]:
+    return list(_registry.values())
+
+
+__all__ = ["InvalidParams", "Launchable", "UnknownTask", "all_launchable", "get", "launchable"]

@@ -1,0 +1,72 @@
+"""Reads of task runs, always scoped to one owner (SPEC.md 2): selectors, not services."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from django.conf import settings
+
+from tasks.models import TERMINAL_STATES, TaskRun
+from tasks.objects import task_object
+from tasks.owners import Owner
+
+logger = logging.getLogger(__name__)
+
+
+def parse_task_id(value: Any) -> str | None:
+    """The canonical form of a task id, or None when it is not a UUID."""
+    if not isinstance(value, str) or len(value) > 64:
+        return None
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return None
+
+
+async def get_owned_row(owner: Owner | None, task_id: Any) -> TaskRun | None:
+    """The run if it exists and belongs to ``owner``; None otherwise (indistinguishably)."""
+    canonical = parse_task_id(task_id)
+    if owner is None or canonical is None:
+        return None
+    return await TaskRun.objects.filter(id=canonical, owner_key=owner.key).afirst()
+
+
+async def live_records(rows: list[TaskRun]) -> dict[str, dict[str, Any]]:
+    """Live records of the unfinished rows; empty when Redis is away (the rows suffice)."""
+    from realtime import live
+
+    ids = [str(r.id) for r in rows if r.state not in TERMINAL_STATES or not r.progress]
+    if not ids:
+        return {}
+    try:
+        return await live.read_many(ids)
+    except Exception as exc:
+        logger.warning("Snapshot without live progress: Redis unreachable (%s)", exc)
+        return {}
+
+
+async def objects_for_rows(rows: list[TaskRun]) -> list[dict[str, Any]]:
+    records = await live_records(rows)
+    return [task_object(r, records.get(str(r.id))) for r in rows]
+
+
+async def object_for_row(row: TaskRun) -> dict[str, Any]:
+    return (await objects_for_rows([row]))[0]
+
+
+async def recent_rows(owner: Owner | None, limit: int | None = None) -> list[TaskRun]:
+    if owner is None:
+        return []
+    limit = limit or int(settings.TASKLIGHT["RECENT_LIMIT"])
+    return [r async for r in TaskRun.objects.filter(owner_key=owner.key).order_by("-created_at")[:limit]]
+
+
+async def recent_objects(owner: Owner | None) -> list[dict[str, Any]]:
+    """The owner's recent tasks, newest first, as task objects."""
+    return await objects_for_rows(await recent_rows(owner))
+
+
+async def rows_by_ids(owner: Owner, ids: list[str]) -> list[TaskRun]:
+    return [r async for r in TaskRun.objects.filter(owner_key=owner.key, id__in=ids)]

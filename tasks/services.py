@@ -1,0 +1,229 @@
+"""Writes to task runs: every state transition, launch and cancel (docs/progress.md).
+
+The row is written first (the durable record), then the change is published through
+realtime/publisher.py. Transitions are conditional: a terminal state never changes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.db import transaction
+
+from tasks import registry
+from tasks.models import ACTIVE_STATES, TERMINAL_STATES, State, TaskRun
+from tasks.objects import next_seq, now, row_fields, task_object
+from tasks.owners import Owner
+
+logger = logging.getLogger(__name__)
+
+RESULT_LIMIT = 32 * 1024
+
+
+class NotFound(Exception):
+    pass
+
+
+class AlreadyFinished(Exception):
+    def __init__(self, obj: dict[str, Any]) -> None:
+        super().__init__("already finished")
+        self.obj = obj
+
+
+class BrokerUnavailable(Exception):
+    def __init__(self, obj: dict[str, Any]) -> None:
+        super().__init__("broker unavailable")
+        self.obj = obj
+
+
+def json_safe(value: Any) -> Any:
+    """A JSON version of a task's result, bounded in size."""
+    try:
+        text = json.dumps(value, default=str)
+    except (TypeError, ValueError):
+        text = json.dumps(repr(value))
+    if len(text) > RESULT_LIMIT:
+        return {"truncated": True, "preview": text[:1000]}
+    return json.loads(text)
+
+
+# ---- transitions (sync: called from Celery signal handlers and the watchdog) ----------
+def transition(task_id: str, *, to: str, allowed_from: frozenset[str], **changes: Any) -> TaskRun | None:
+    """Move a run to ``to`` if it is in ``allowed_from``; the saved row, or None."""
+    with transaction.atomic():
+        row = TaskRun.objects.select_for_update().filter(id=task_id).first()
+        if row is None or row.state not in allowed_from:
+            return None
+        moment = now()
+        row.state = to
+        for name, value in changes.items():
+            setattr(row, name, value)
+        if to in TERMINAL_STATES and row.finished_at is None:
+            row.finished_at = moment
+        row.updated_at = moment
+        row.seq = next_seq(row.seq)
+        row.save()
+        return row
+
+
+def ensure_row(task_id: str, name: str, *, owner_key: str = "", params: Any = None) -> TaskRun:
+    """The run's row, created (owner-less, queued) for tasks sent outside Tasklight."""
+    row = TaskRun.objects.filter(id=task_id).first()
+    if row is not None:
+        return row
+    moment = now()
+    row, _ = TaskRun.objects.get_or_create(
+        id=task_id,
+        defaults={
+            "name": name,
+            "label": name,
+            "owner_key": owner_key,
+            "params": params if isinstance(params, dict) else {},
+            "created_at": moment,
+            "updated_at": moment,
+            "seq": next_seq(0),
+        },
+    )
+    return row
+
+
+def start_run(task_id: str, name: str, *, attempt: int, worker: str) -> tuple[TaskRun | None, bool]:
+    """Mark a run ``running``; (row, skip). ``skip`` means the body must not run."""
+    ensure_row(task_id, name)
+    row = transition(
+        task_id,
+        to=State.RUNNING,
+        allowed_from=frozenset({State.QUEUED, State.RETRYING, State.RUNNING}),
+        attempt=attempt,
+        worker=worker[:200],
+        error=None,
+    )
+    if row is None:
+        return TaskRun.objects.filter(id=task_id).first(), True
+    if row.started_at is None:
+        row.started_at = row.updated_at
+        row.save(update_fields=["started_at"])
+    if row.cancel_requested:
+        return row, True
+    return row, False
+
+
+def error_dict(exc: BaseException | None, *, type_name: str | None = None, message: str | None = None) -> dict[str, str]:
+    return {
+        "type": type_name or (type(exc).__name__ if exc is not None else "Error"),
+        "message": (message if message is not None else str(exc))[:1000],
+    }
+
+
+# ---- launch and cancel (async: called from the HTTP API and the consumer) -------------
+async def launch(*, owner: Owner, name: Any, params: Any) -> dict[str, Any]:
+    """Validate, create the run, send it to Celery, publish ``queued``; the task object."""
+    spec = registry.get(name)
+    clean = spec.validate(params)
+    moment = now()
+    row = await TaskRun.objects.acreate(
+        name=spec.name,
+        label=spec.make_label(clean)[:300],
+        owner_key=owner.key,
+        user_id=owner.user_id,
+        params=clean,
+        created_at=moment,
+        updated_at=moment,
+        seq=next_seq(0),
+    )
+    try:
+        await sync_to_async(_send_to_broker, thread_sensitive=False)(row)
+    except Exception as exc:
+        logger.warning("Could not send %s to the broker: %s", row.id, exc)
+        failed = await sync_to_async(transition)(
+            str(row.id),
+            to=State.FAILED,
+            allowed_from=ACTIVE_STATES,
+            error=error_dict(exc, type_name="BrokerUnavailable", message="The task queue is unavailable; try again."),
+        )
+        obj = task_object(failed or row)
+        await publish_row_async(failed or row)
+        raise BrokerUnavailable(obj) from exc
+    return await publish_row_async(row) or task_object(row)
+
+
+def _send_to_broker(row: TaskRun) -> None:
+    from celery import current_app
+
+    current_app.tasks[row.name].apply_async(kwargs=row.params, task_id=str(row.id))
+
+
+async def publish_row_async(row: TaskRun, extra: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """Publish the row's state from an async caller; the published object (None if Redis is away)."""
+    from realtime.publisher import publish
+
+    fields = row_fields(row)
+    if row.progress and row.state in TERMINAL_STATES:
+        fields["progress"] = row.progress
+    if extra:
+        fields.update(extra)
+    try:
+        return await publish(str(row.id), fields, owner_key=row.owner_key or None, seq_floor=row.seq)
+    except Exception as exc:
+        # The row holds the truth; watchers catch up by resync when Redis is back.
+        logger.warning("Could not publish %s (%s)", row.id, exc)
+        return None
+
+
+async def request_cancel(*, owner: Owner, task_id: str) -> dict[str, Any]:
+    """Record a cancel request for one of the owner's runs (SPEC.md 4); the task object.
+
+    Queued or retrying: cancelled at once, revoked, and checked again before its body
+    runs. Running: ``cancel_requested`` is recorded; the worker's reporter raises at its
+    next report, and the watchdog stops it after the grace period if it does not.
+    """
+    from tasks.selectors import get_owned_row, object_for_row
+
+    row = await get_owned_row(owner, task_id)
+    if row is None:
+        raise NotFound(task_id)
+    updated, finished = await sync_to_async(_record_cancel)(str(row.id))
+    if updated is None:
+        raise AlreadyFinished(await object_for_row(finished or row))
+    if updated.state == State.RUNNING:
+        try:
+            from realtime.live import set_cancel_flag
+
+            await set_cancel_flag(str(updated.id))
+        except Exception as exc:
+            logger.warning("Could not set the cancel flag of %s in Redis (%s)", updated.id, exc)
+    else:
+        await sync_to_async(_revoke, thread_sensitive=False)(str(updated.id))
+    published = await publish_row_async(updated)
+    return published or await object_for_row(updated)
+
+
+def _record_cancel(task_id: str) -> tuple[TaskRun | None, TaskRun | None]:
+    with transaction.atomic():
+        row = TaskRun.objects.select_for_update().filter(id=task_id).first()
+        if row is None or row.state in TERMINAL_STATES:
+            return None, row
+        moment = now()
+        if not row.cancel_requested:
+            row.cancel_requested = True
+            row.cancel_requested_at = moment
+        if row.state in (State.QUEUED, State.RETRYING):
+            row.state = State.CANCELLED
+            row.finished_at = moment
+            row.error = None
+        row.updated_at = moment
+        row.seq = next_seq(row.seq)
+        row.save()
+        return row, row
+
+
+def _revoke(task_id: str) -> None:
+    from celery import current_app
+
+    try:
+        current_app.control.revoke(task_id)
+    except Exception as exc:  # The prerun check still stops it.
+        logger.warning("Could not broadcast revoke for %s (%s)", task_id, exc)

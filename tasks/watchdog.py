@@ -1,0 +1,135 @@
+"""The watchdog: no task stays ``running`` forever, and every cancel takes effect.
+
+A thread in each worker's main process (started on ``worker_ready``), so it keeps
+working while every pool process is busy. Each pass, idempotent across workers:
+
+- a running task whose heartbeat key (refreshed each second by the publisher of the
+  process running it) is missing on two looks at least ``HEARTBEAT_TIMEOUT`` apart is
+  marked failed, "worker lost" (a worker killed with SIGKILL, OOM, power loss);
+- a running task whose cancel was requested more than ``CANCEL_GRACE`` seconds ago is
+  stopped with Celery's own ``revoke(terminate=True)``: SIGTERM, then SIGKILL after
+  ``KILL_AFTER`` seconds. See docs/cancellation.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import timedelta
+
+import redis
+from django.conf import settings
+from django.db import close_old_connections
+
+from realtime import live
+from tasks import services
+from tasks.lifecycle import publish_row
+from tasks.models import State, TaskRun
+from tasks.objects import now
+
+logger = logging.getLogger(__name__)
+
+_thread: threading.Thread | None = None
+_stop = threading.Event()
+
+
+class Watchdog:
+    def __init__(self) -> None:
+        cfg = settings.TASKLIGHT
+        self.interval = float(cfg["WATCHDOG_INTERVAL"])
+        self.heartbeat_timeout = float(cfg["HEARTBEAT_TIMEOUT"])
+        self.grace = float(cfg["CANCEL_GRACE"])
+        self.kill_after = float(cfg["KILL_AFTER"])
+        self.redis = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=2)
+        # task id -> monotonic time its heartbeat was first seen missing
+        self.missing_since: dict[str, float] = {}
+
+    def run_once(self) -> None:
+        close_old_connections()
+        self.find_lost()
+        self.enforce_cancels()
+
+    def find_lost(self) -> None:
+        started_before = now() - timedelta(seconds=self.heartbeat_timeout)
+        rows = list(
+            TaskRun.objects.filter(state=State.RUNNING, started_at__lt=started_before).values_list("id", flat=True)[:500]
+        )
+        ids = [str(i) for i in rows]
+        if not ids:
+            self.missing_since.clear()
+            return
+        beats = self.redis.mget([live.heartbeat_key(i) for i in ids])
+        clock = time.monotonic()
+        seen = set()
+        for task_id, beat in zip(ids, beats):
+            if beat is not None:
+                continue
+            seen.add(task_id)
+            first = self.missing_since.setdefault(task_id, clock)
+            # Two looks apart: a Redis restart empties the keys, the publishers refill them.
+            if clock - first >= min(self.heartbeat_timeout, 10.0):
+                self.mark_lost(task_id)
+        self.missing_since = {k: v for k, v in self.missing_since.items() if k in seen}
+
+    def mark_lost(self, task_id: str) -> None:
+        row = TaskRun.objects.filter(id=task_id).first()
+        if row is None:
+            return
+        to = State.CANCELLED if row.cancel_requested else State.FAILED
+        error = None if to == State.CANCELLED else {
+            "type": "WorkerLost",
+            "message": "The worker running this task stopped responding (killed or lost).",
+        }
+        updated = services.transition(task_id, to=to, allowed_from=frozenset({State.RUNNING}), error=error)
+        if updated is not None:
+            logger.warning("Task %s: worker lost, marked %s", task_id, to)
+            publish_row(updated, wait=0.5)
+
+    def enforce_cancels(self) -> None:
+        moment = now()
+        overdue = TaskRun.objects.filter(
+            state=State.RUNNING,
+            cancel_requested=True,
+            cancel_requested_at__lt=moment - timedelta(seconds=self.grace),
+        )
+        for row in overdue[:100]:
+            if row.terminate_signal == "":
+                self.terminate(row, "SIGTERM")
+            elif row.terminate_signal == "SIGTERM" and row.terminate_sent_at and (
+                row.terminate_sent_at < moment - timedelta(seconds=self.kill_after)
+            ):
+                self.terminate(row, "SIGKILL")
+
+    def terminate(self, row: TaskRun, signal_name: str) -> None:
+        from celery import current_app
+
+        updated = TaskRun.objects.filter(id=row.id, state=State.RUNNING, terminate_signal=row.terminate_signal).update(
+            terminate_signal=signal_name, terminate_sent_at=now()
+        )
+        if not updated:
+            return  # another worker's watchdog got there first
+        logger.warning("Task %s ignored its cancel for %.0fs: revoke(terminate=True, %s)", row.id, self.grace, signal_name)
+        current_app.control.revoke(str(row.id), terminate=True, signal=signal_name)
+
+
+def _loop() -> None:
+    dog = Watchdog()
+    while not _stop.wait(dog.interval):
+        try:
+            dog.run_once()
+        except Exception as exc:  # Redis or the database away: try again next pass.
+            logger.warning("Tasklight watchdog pass failed: %s", exc)
+
+
+def start_watchdog() -> None:
+    global _thread
+    if _thread is not None and _thread.is_alive():
+        return
+    _stop.clear()
+    _thread = threading.Thread(target=_loop, name="tasklight-watchdog", daemon=True)
+    _thread.start()
+
+
+def stop_watchdog() -> None:
+    _stop.set()
