@@ -99,13 +99,18 @@ def export_csv(self: Any, rows: int = 200_000) -> dict[str, Any]:
         "properties": {
             "fail_times": {"type": "integer", "minimum": 0, "maximum": 5, "default": 2,
                            "title": "Failures before success"},
+            "retry_delay": {"type": "number", "minimum": 0, "maximum": 60, "default": 1,
+                            "title": "Seconds between attempts"},
         },
     },
     make_label=lambda p: f"Flaky task (fails {p['fail_times']} times)",
 )
-@shared_task(bind=True, name="demo.flaky", max_retries=5)
-def flaky(self: Any, fail_times: int = 2) -> dict[str, int]:
-    """Fails ``fail_times`` times, retrying after a short countdown, then succeeds."""
+@shared_task(bind=True, name="demo.flaky", max_retries=3)
+def flaky(self: Any, fail_times: int = 2, retry_delay: float = 1.0) -> dict[str, int]:
+    """Fails ``fail_times`` times, retrying after ``retry_delay`` seconds, then succeeds.
+
+    With more than 3 failures it runs out of retries and fails for good.
+    """
     attempt = self.request.retries + 1
     progress = self.progress
     progress.set(0, 3, f"attempt {attempt}")
@@ -113,7 +118,7 @@ def flaky(self: Any, fail_times: int = 2) -> dict[str, int]:
         time.sleep(0.05)
         progress.set(step + 1, message=f"attempt {attempt}, step {step + 1} of 3")
     if self.request.retries < fail_times:
-        raise self.retry(exc=ConnectionError(f"simulated failure {attempt} of {fail_times}"), countdown=0.5)
+        raise self.retry(exc=ConnectionError(f"simulated failure {attempt} of {fail_times}"), countdown=retry_delay)
     return {"attempts": attempt}
 
 
@@ -155,3 +160,14 @@ def stubborn(self: Any, seconds: float = 60) -> dict[str, float]:
     """Sleeps in one long call and never reports: only a hard stop can cancel it."""
     time.sleep(seconds)
     return {"slept": seconds}
+
+
+@shared_task(bind=True, name="demo.tight_loop")
+def tight_loop(self: Any, reports: int = 1_000_000) -> dict[str, int]:
+    """Not launchable: calls the reporter ``reports`` times in a tight loop (tests, bench)."""
+    progress = self.progress
+    progress.set(0, reports, "looping")
+    for i in range(1, reports + 1):
+        progress.set(i)
+    progress.set_message("done")
+    return {"reports": reports}

@@ -113,11 +113,13 @@ def on_success(sender: Any = None, result: Any = None, **_: Any) -> None:
 def on_retry(sender: Any = None, request: Any = None, reason: Any = None, **_: Any) -> None:
     if sender is None or request is None or not _tracked(sender.name):
         return
-    exc = reason if isinstance(reason, BaseException) else None
+    # ``reason`` is Celery's Retry; the exception that caused it is its ``exc``.
+    cause = getattr(reason, "exc", None) or reason
+    exc = cause if isinstance(cause, BaseException) else None
     _finish(
         request.id,
         State.RETRYING,
-        error=services.error_dict(exc, message=str(reason)),
+        error=services.error_dict(exc, message=str(cause)),
         attempt=int(request.retries or 0) + 1,
     )
 

@@ -350,3 +350,33 @@ class Socket:
 
     async def close(self) -> None:
         await self.ws.close()
+
+
+def owner_of(task_id: str) -> str:
+    """The owner key of a run (tests read it to start tasks for a visitor directly)."""
+    from tasks.models import TaskRun
+
+    return TaskRun.objects.get(id=task_id).owner_key
+
+
+def send_owned_task(name: str, owner_key: str, *, queue: str | None = None, countdown: float | None = None, **kwargs: Any) -> str:
+    """Create a run owned by ``owner_key`` and send it to Celery, as launch does, but for any
+    task, queue or countdown (test-only: clients can start only launchable tasks)."""
+    from celery import current_app
+
+    from tasks.models import TaskRun
+    from tasks.objects import next_seq, now
+
+    task_id = str(uuid.uuid4())
+    moment = now()
+    TaskRun.objects.create(
+        id=task_id, name=name, label=name, owner_key=owner_key, params=kwargs, created_at=moment,
+        updated_at=moment, seq=next_seq(0),
+    )
+    options: dict[str, Any] = {"task_id": task_id, "kwargs": kwargs}
+    if queue:
+        options["queue"] = queue
+    if countdown:
+        options["countdown"] = countdown
+    current_app.send_task(name, **options)
+    return task_id
