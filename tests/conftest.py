@@ -47,3 +47,19 @@ async def visitor(live: Daphne) -> AsyncIterator[Visitor]:
 async def other_visitor(live: Daphne) -> AsyncIterator[Visitor]:
     async with Visitor(live) as v:
         yield v
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_stray_database_sessions(django_db_setup: None, django_db_blocker: object) -> Iterator[None]:
+    """Let the test database be dropped: end sessions that async helper threads left open."""
+    yield
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock():  # type: ignore[attr-defined]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid()"
+            )
