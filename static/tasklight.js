@@ -1,8 +1,22 @@
 // Tasklight browser client: one WebSocket per page, newest object per task by seq,
 // reconnect with exponential backoff and jitter, resubscribe and resync after every
 // reconnect. No build step, no framework. Protocol: docs/protocol.md.
+//
+//   const client = tasklight();                 // the page's shared, connected client
+//   (imported from this module; the import line is not spelled out here because
+//   collectstatic rewrites module imports, comments included)
+//   client.addEventListener("task", (e) => draw(e.detail.task));
+//   client.addEventListener("finished", (e) => ...);     // a task reached a terminal state
+//   client.addEventListener("connection", (e) => ...);   // e.detail.state, see STATES
+//   await client.launch("demo.count_primes", { limit: 1000 });
+//   await client.cancel(taskId);
+//
+// The connection state never claims more than is true: "live" only once the server
+// has answered the subscriptions of the current socket with a snapshot (so what the
+// page shows is caught up), and a socket that stops answering pings is treated as dead.
 
 const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
+export const STATES = ["connecting", "live", "reconnecting", "offline"];
 
 export function isTerminal(task) {
   return TERMINAL.has(task.state);
@@ -14,11 +28,16 @@ function csrfToken() {
 }
 
 export async function api(path, { method = "GET", body } = {}) {
+  const headers = { Accept: "application/json" };
+  if (method !== "GET") {
+    headers["X-CSRFToken"] = csrfToken();
+    headers["Content-Type"] = "application/json";
+  }
   const response = await fetch(path, {
     method,
     credentials: "same-origin",
-    headers: body === undefined ? {} : { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
-    body: body === undefined ? undefined : JSON.stringify(body),
+    headers,
+    body: method === "GET" ? undefined : JSON.stringify(body === undefined ? {} : body),
   });
   let data = null;
   try { data = await response.json(); } catch { data = null; }
@@ -26,19 +45,23 @@ export async function api(path, { method = "GET", body } = {}) {
     const error = new Error((data && data.error && data.error.detail) || `HTTP ${response.status}`);
     error.status = response.status;
     error.code = data && data.error && data.error.code;
+    error.data = data;
     throw error;
   }
   return data;
 }
 
 export class TasklightClient extends EventTarget {
-  constructor({ url, minDelay = 500, maxDelay = 15000 } = {}) {
+  constructor({ url, minDelay = 500, maxDelay = 15000, pingInterval = 15000, pongTimeout = 10000 } = {}) {
     super();
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     this.url = url || `${scheme}//${location.host}/ws/tasks/`;
     this.minDelay = minDelay;
     this.maxDelay = maxDelay;
+    this.pingInterval = pingInterval;
+    this.pongTimeout = pongTimeout;
     this.tasks = new Map();          // id -> newest task object
+    this.receivedAt = new Map();     // id -> performance.now() when that object arrived
     this.watchAll = false;
     this.watched = new Set();        // task ids watched one by one
     this.state = "offline";
@@ -46,45 +69,61 @@ export class TasklightClient extends EventTarget {
     this.socket = null;
     this.timer = null;
     this.pingTimer = null;
-    this.closedByUs = false;
+    this.pendingSnapshots = 0;       // subscriptions of this socket not yet answered
+    this.lastHeard = 0;
+    this.closedByUs = true;
+    this.listening = false;
   }
 
+  /** Open the socket (and keep it open) until close(). */
   connect() {
     this.closedByUs = false;
+    if (!this.listening) {
+      this.listening = true;
+      window.addEventListener("online", () => this._retryNow());
+      window.addEventListener("offline", () => this._dropSocket("offline"));
+      document.addEventListener("visibilitychange", () => {
+        if (document.visibilityState === "visible") this._retryNow();
+      });
+    }
     this._open();
-    window.addEventListener("online", () => this._retryNow());
-    document.addEventListener("visibilitychange", () => {
-      if (document.visibilityState === "visible") this._retryNow();
-    });
     return this;
   }
 
   close() {
     this.closedByUs = true;
     clearTimeout(this.timer);
-    if (this.socket) this.socket.close();
+    clearInterval(this.pingTimer);
+    if (this.socket) this.socket.close(1000);
+    this.socket = null;
     this._setState("offline");
   }
 
   subscribeAll() {
+    if (this.watchAll) return;
     this.watchAll = true;
-    this._send({ type: "subscribe" });
+    this._subscribe({ type: "subscribe" });
   }
 
   subscribe(taskId) {
+    if (this.watched.has(taskId)) return;
     this.watched.add(taskId);
-    this._send({ type: "subscribe", task_id: taskId });
+    this._subscribe({ type: "subscribe", task_id: taskId });
   }
 
   unsubscribe(taskId) {
-    this.watched.delete(taskId);
+    if (!this.watched.delete(taskId)) return;
     this._send({ type: "unsubscribe", task_id: taskId });
   }
 
+  /** Ask for cancellation over HTTP (it answers even while the socket reconnects). */
   cancel(taskId) {
-    // The HTTP API answers even while the socket reconnects.
     return api(`/api/tasks/${encodeURIComponent(taskId)}/cancel/`, { method: "POST", body: {} })
-      .then((task) => { this._accept(task); return task; });
+      .then((task) => { this._accept(task); return task; })
+      .catch((error) => {
+        if (error.code === "already_finished") this.refresh(taskId).catch(() => {});
+        throw error;
+      });
   }
 
   launch(name, params) {
@@ -92,20 +131,42 @@ export class TasklightClient extends EventTarget {
       .then((task) => { this._accept(task); return task; });
   }
 
+  /** Read the owner's tasks (or one task) over HTTP: a first paint before the socket answers. */
+  async refresh(taskId) {
+    if (taskId) {
+      this._accept(await api(`/api/tasks/${encodeURIComponent(taskId)}/`));
+      return;
+    }
+    const data = await api("/api/tasks/");
+    for (const task of data.tasks) this._accept(task);
+  }
+
   get(taskId) {
     return this.tasks.get(taskId);
   }
 
+  /** Seconds left for a running task, counted down since its object arrived. */
+  etaNow(task, now = performance.now()) {
+    if (task.eta_seconds === null || task.eta_seconds === undefined) return null;
+    const at = this.receivedAt.get(task.id);
+    const waited = at === undefined ? 0 : (now - at) / 1000;
+    return Math.max(0, task.eta_seconds - waited);
+  }
+
   _retryNow() {
-    if (this.state !== "live" && !this.closedByUs) {
-      clearTimeout(this.timer);
-      this._open();
-    }
+    if (this.closedByUs || this.state === "live") return;
+    clearTimeout(this.timer);
+    this._open();
   }
 
   _open() {
-    if (this.socket && (this.socket.readyState === WebSocket.OPEN || this.socket.readyState === WebSocket.CONNECTING)) return;
-    this._setState(this.attempt === 0 && this.state === "offline" ? "connecting" : "reconnecting");
+    if (this.socket) return;   // one socket at a time; a live or connecting one is kept
+    if (this.closedByUs) return;
+    if (navigator.onLine === false) {
+      this._setState("offline");
+      return;                  // the "online" event retries
+    }
+    this._setState(this.state === "offline" && this.attempt === 0 ? "connecting" : "reconnecting");
     let socket;
     try {
       socket = new WebSocket(this.url);
@@ -114,37 +175,79 @@ export class TasklightClient extends EventTarget {
       return;
     }
     this.socket = socket;
+    this.pendingSnapshots = 0;
     socket.onopen = () => {
-      this.attempt = 0;
-      this._setState("live");
-      if (this.watchAll) socket.send(JSON.stringify({ type: "subscribe" }));
-      for (const id of this.watched) socket.send(JSON.stringify({ type: "subscribe", task_id: id }));
+      this.lastHeard = performance.now();
+      if (this.watchAll) this._subscribe({ type: "subscribe" });
+      for (const id of this.watched) this._subscribe({ type: "subscribe", task_id: id });
+      if (this.pendingSnapshots === 0) this._becameLive();
       clearInterval(this.pingTimer);
-      this.pingTimer = setInterval(() => this._send({ type: "ping" }), 25000);
+      this.pingTimer = setInterval(() => this._heartbeat(socket), Math.min(this.pingInterval, this.pongTimeout) / 2);
     };
-    socket.onmessage = (event) => this._onMessage(event.data);
+    socket.onmessage = (event) => {
+      this.lastHeard = performance.now();
+      this._onMessage(event.data);
+    };
     socket.onclose = (event) => {
-      clearInterval(this.pingTimer);
       if (this.socket !== socket) return;
+      clearInterval(this.pingTimer);
       this.socket = null;
       if (this.closedByUs) return;
       if (event.code === 4001) {
+        this.closedByUs = true;
         this._setState("offline");
         this._emit("session-ended", {});
         return;
       }
       this._scheduleReconnect();
     };
-    socket.onerror = () => {};
+    socket.onerror = () => {};   // always followed by close
+  }
+
+  _heartbeat(socket) {
+    if (this.socket !== socket || socket.readyState !== WebSocket.OPEN) return;
+    const silent = performance.now() - this.lastHeard;
+    if (silent > this.pingInterval + this.pongTimeout) {
+      // Half-open: the server is gone but no close arrived. Do not keep saying "live".
+      this._dropSocket(navigator.onLine === false ? "offline" : "reconnecting");
+    } else if (silent >= this.pingInterval) {
+      this._send({ type: "ping" });
+    }
+  }
+
+  _dropSocket(state) {
+    const socket = this.socket;
+    if (!socket || this.closedByUs) {
+      if (!this.closedByUs && state === "offline") this._setState("offline");
+      return;
+    }
+    socket.onclose = null;
+    socket.onmessage = null;
+    clearInterval(this.pingTimer);
+    try { socket.close(); } catch { /* already closing */ }
+    this.socket = null;
+    if (state === "offline") {
+      clearTimeout(this.timer);
+      this._setState("offline");
+    } else {
+      this._scheduleReconnect();
+    }
   }
 
   _scheduleReconnect() {
-    this._setState(navigator.onLine === false ? "offline" : "reconnecting");
     const base = Math.min(this.maxDelay, this.minDelay * 2 ** this.attempt);
-    const delay = base / 2 + Math.random() * (base / 2);  // "equal jitter"
+    const delay = base / 2 + Math.random() * (base / 2);   // "equal jitter"
     this.attempt += 1;
+    this._setState(navigator.onLine === false ? "offline" : "reconnecting");
     clearTimeout(this.timer);
     this.timer = setTimeout(() => this._open(), delay);
+  }
+
+  _subscribe(message) {
+    if (this.socket && this.socket.readyState === WebSocket.OPEN) {
+      this.pendingSnapshots += 1;
+      this.socket.send(JSON.stringify(message));
+    }
   }
 
   _send(message) {
@@ -153,16 +256,36 @@ export class TasklightClient extends EventTarget {
     }
   }
 
+  _becameLive() {
+    this.attempt = 0;   // only a connection that served its subscriptions resets the backoff
+    this._setState("live");
+  }
+
   _onMessage(text) {
     let message;
     try { message = JSON.parse(text); } catch { return; }
     if (message.type === "snapshot") {
       for (const task of message.tasks) this._accept(task);
       this._emit("snapshot", { tasks: message.tasks });
+      this._answered();
     } else if (message.type === "task") {
       this._accept(message.task);
     } else if (message.type === "error") {
+      // A refused subscribe (not_found, rate_limited, ...) is answered by this error.
+      if (message.task_id && this.watched.has(message.task_id) && message.code === "not_found") {
+        this.watched.delete(message.task_id);
+        this._answered();
+      } else if (message.code === "rate_limited" || message.code === "unavailable") {
+        this._answered();
+      }
       this._emit("error", message);
+    }
+  }
+
+  _answered() {
+    if (this.pendingSnapshots > 0) {
+      this.pendingSnapshots -= 1;
+      if (this.pendingSnapshots === 0 && this.state !== "live") this._becameLive();
     }
   }
 
@@ -171,6 +294,7 @@ export class TasklightClient extends EventTarget {
     const known = this.tasks.get(task.id);
     if (known && known.seq >= task.seq) return;   // keep the newest by seq
     this.tasks.set(task.id, task);
+    this.receivedAt.set(task.id, performance.now());
     this._emit("task", { task, previous: known || null });
     if (isTerminal(task) && (!known || !isTerminal(known))) {
       this._emit("finished", { task, seenRunning: Boolean(known) });
@@ -190,7 +314,7 @@ export class TasklightClient extends EventTarget {
 
 let shared = null;
 
-// The page's one client, created on first use and shared by every script and element.
+/** The page's one client, created on first use and shared by every script and element. */
 export function tasklight() {
   if (!shared) {
     shared = new TasklightClient().connect();
@@ -199,8 +323,9 @@ export function tasklight() {
   return shared;
 }
 
+/** "about 40 s left", or "" when there is no estimate. */
 export function formatEta(seconds) {
-  if (seconds === null || seconds === undefined) return "";
+  if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return "";
   if (seconds < 1) return "less than a second left";
   if (seconds < 60) return `about ${Math.round(seconds)} s left`;
   const minutes = Math.round(seconds / 60);
@@ -208,6 +333,7 @@ export function formatEta(seconds) {
   return `about ${Math.round(minutes / 60)} h left`;
 }
 
+/** "1 min 5 s": from start to finish, or to now while the task runs. */
 export function formatElapsed(task, now = Date.now()) {
   const start = Date.parse(task.started_at || task.created_at);
   const end = task.finished_at ? Date.parse(task.finished_at) : now;
@@ -218,40 +344,61 @@ export function formatElapsed(task, now = Date.now()) {
   return m ? `${m} min ${s} s` : `${s} s`;
 }
 
+export function percentOf(task) {
+  const p = task.progress && task.progress.percent;
+  return p === null || p === undefined ? null : p;
+}
+
 // <task-progress task-id="..."> : a live bar for one task, on any page.
 class TaskProgressElement extends HTMLElement {
+  static get observedAttributes() { return ["task-id"]; }
+
   connectedCallback() {
     this.client = tasklight();
-    this.bar = document.createElement("progress");
-    this.bar.max = 100;
-    this.label = document.createElement("span");
-    this.label.className = "task-progress-label";
-    this.append(this.bar, this.label);
-    this.onTask = (event) => {
-      if (event.detail.task.id === this.getAttribute("task-id")) this.render(event.detail.task);
-    };
-    this.client.addEventListener("task", this.onTask);
-    const id = this.getAttribute("task-id");
-    if (id) {
-      this.client.subscribe(id);
-      const known = this.client.get(id);
-      if (known) this.render(known);
+    if (!this.bar) {
+      this.bar = document.createElement("progress");
+      this.bar.max = 100;
+      this.label = document.createElement("span");
+      this.label.className = "task-progress-label";
+      this.append(this.bar, this.label);
+      this.onTask = (event) => {
+        if (event.detail.task.id === this.getAttribute("task-id")) this.render(event.detail.task);
+      };
     }
+    this.client.addEventListener("task", this.onTask);
+    this.watch();
   }
 
   disconnectedCallback() {
     this.client.removeEventListener("task", this.onTask);
   }
 
+  attributeChangedCallback() {
+    if (this.isConnected && this.bar) this.watch();
+  }
+
+  watch() {
+    const id = this.getAttribute("task-id");
+    if (!id) return;
+    this.bar.setAttribute("aria-label", "Task progress");
+    const known = this.client.get(id);
+    if (known) this.render(known);
+    else this.client.refresh(id).catch(() => { this.label.textContent = "task not found"; });
+    this.client.subscribe(id);
+  }
+
   render(task) {
-    const percent = task.progress && task.progress.percent;
-    if (percent === null || percent === undefined) {
-      this.bar.removeAttribute("value");
+    const percent = percentOf(task);
+    if (percent === null) {
+      this.bar.removeAttribute("value");   // an indeterminate <progress>
     } else {
       this.bar.value = percent;
     }
-    this.bar.setAttribute("aria-valuetext", `${task.state}${percent != null ? `, ${percent}%` : ""}`);
-    this.label.textContent = `${task.label || task.name}: ${task.state}${percent != null ? ` ${percent}%` : ""}`;
+    this.dataset.state = task.state;
+    const text = `${task.state}${percent !== null ? `, ${percent}%` : ""}`;
+    this.bar.setAttribute("aria-valuetext", text);
+    this.bar.setAttribute("aria-label", `${task.label || task.name} progress`);
+    this.label.textContent = `${task.label || task.name}: ${text}`;
   }
 }
 

@@ -1,0 +1,89 @@
+"""The dashboard in headless Chromium against the live stack: Daphne, worker, Redis."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+
+import pytest
+from playwright.async_api import Page, expect
+
+from tests.e2e.helpers import bar, launch, wait_state
+
+pytestmark = [pytest.mark.e2e, pytest.mark.live]
+
+RECORD_BAR = """(bar) => {
+  window.__seen = [];
+  new MutationObserver(() => {
+    const v = bar.getAttribute("aria-valuenow");
+    if (v !== null) window.__seen.push(parseFloat(v));
+  }).observe(bar, { attributes: true, attributeFilter: ["aria-valuenow"] });
+}"""
+
+
+async def test_count_primes_bar_rises_to_100_and_a_success_toast_shows_the_result(page: Page) -> None:
+    await expect(page.locator("#tl-connection")).to_have_attribute("data-state", "live")
+    row = await launch(page, "demo.count_primes", limit=3_000_000)
+    progress = bar(row)
+    await progress.evaluate(RECORD_BAR)
+    # Partway: a value strictly between 0 and 100, with words for assistive technology.
+    await page.wait_for_function(
+        "(el) => { const v = parseFloat(el.getAttribute('aria-valuenow')); return v > 0 && v < 100; }",
+        arg=await progress.element_handle(),
+    )
+    await expect(progress).to_have_attribute("aria-valuetext", re.compile(r"^\d+(\.\d+)?%$"))
+    await expect(row.locator(".badge")).to_have_text("running")
+    await expect(row.locator(".cancel")).to_be_visible()
+    await expect(row.locator(".elapsed")).to_have_text(re.compile(r"running for \d+ s"))
+
+    await wait_state(row, "succeeded")
+    await expect(progress).to_have_attribute("aria-valuenow", "100")
+    await expect(row.locator(".percent")).to_have_text("100%")
+    await expect(row.locator(".cancel")).to_be_hidden()
+    seen = await page.evaluate("window.__seen")
+    assert seen == sorted(seen), seen
+    assert seen[-1] == 100 and len(set(seen)) >= 3, seen
+
+    toast = page.locator(f'#tl-toasts .toast[data-task-id="{await row.get_attribute("data-task-id")}"]')
+    await expect(toast).to_have_attribute("data-state", "succeeded")
+    await expect(toast).to_have_attribute("role", "status")
+    await expect(toast).to_contain_text("Count primes below 3,000,000 succeeded.")
+    await expect(toast).to_contain_text("primes: 216,816")
+    await toast.get_by_role("button", name="Dismiss notification").click()
+    await expect(toast).to_have_count(0)
+
+
+async def test_export_csv_toast_links_to_the_download(page: Page) -> None:
+    row = await launch(page, "demo.export_csv", rows=5000)
+    await wait_state(row, "succeeded")
+    link = page.locator(f'#tl-toasts .toast[data-task-id="{await row.get_attribute("data-task-id")}"] a.toast-download')
+    await expect(link).to_have_text("Download")
+    async with page.expect_download() as info:
+        await link.click()
+    download = await info.value
+    assert download.suggested_filename.endswith(".csv")
+    path = await download.path()
+    rows = list(csv.reader(io.StringIO(path.read_text())))
+    assert rows[0] == ["id", "name", "amount", "created"]
+    assert len(rows) == 5001
+    assert rows[1][0] == "1" and rows[-1][0] == "5000"
+    assert re.fullmatch(r"customer-\d{4}", rows[1][1])
+
+
+async def test_cancel_a_running_task_ends_it_cancelled(page: Page) -> None:
+    row = await launch(page, "demo.sleepy", seconds=30)
+    await wait_state(row, "running")
+    # Indeterminate: no value, said in words, animated bar.
+    progress = bar(row)
+    await expect(progress).not_to_have_attribute("aria-valuenow", re.compile(".*"))
+    await expect(progress).to_have_attribute("aria-valuetext", "in progress, amount of work unknown")
+    await expect(progress).to_have_class(re.compile(r"\bindeterminate\b"))
+    cancel = row.get_by_role("button", name=re.compile("^Cancel "))
+    await cancel.click()
+    await expect(row.locator(".cancel")).to_have_text("Cancelling…")
+    await wait_state(row, "cancelled", timeout=15_000)
+    await expect(row.locator(".badge")).to_have_text("cancelled")
+    await expect(row.locator(".cancel")).to_be_hidden()
+    toast = page.locator(f'#tl-toasts .toast[data-task-id="{await row.get_attribute("data-task-id")}"]')
+    await expect(toast).to_contain_text("was cancelled.")
