@@ -100,6 +100,10 @@ class Watchdog:
                 row.terminate_sent_at < moment - timedelta(seconds=self.kill_after)
             ):
                 self.terminate(row, "SIGKILL")
+            elif row.terminate_signal == "SIGKILL" and row.terminate_sent_at and (
+                row.terminate_sent_at < moment - timedelta(seconds=2 * self.kill_after)
+            ):
+                self.give_up(row)
 
     def terminate(self, row: TaskRun, signal_name: str) -> None:
         from celery import current_app
@@ -111,6 +115,23 @@ class Watchdog:
             return  # another worker's watchdog got there first
         logger.warning("Task %s ignored its cancel for %.0fs: revoke(terminate=True, %s)", row.id, self.grace, signal_name)
         current_app.control.revoke(str(row.id), terminate=True, signal=signal_name)
+
+
+    def give_up(self, row: TaskRun) -> None:
+        """The pool could not stop it (threads, solo): say so in the task's state."""
+        updated = services.transition(
+            str(row.id),
+            to=State.RUNNING,
+            allowed_from=frozenset({State.RUNNING}),
+            terminate_signal="GAVE_UP",
+            error={
+                "type": "CannotStop",
+                "message": "This worker's pool cannot stop a running task; it will end on its own.",
+            },
+        )
+        if updated is not None:
+            logger.warning("Task %s could not be stopped by its pool; left running", row.id)
+            publish_row(updated, wait=0.5)
 
 
 def _loop() -> None:

@@ -169,3 +169,21 @@ async def test_cancel_over_the_websocket_answers_with_the_task(visitor):
     err = await ws.expect(lambda m: m["type"] == "error")
     assert err["code"] == "already_finished"
     await ws.close()
+
+
+async def test_where_the_pool_cannot_stop_a_task_its_state_says_so(visitor):
+    queue = f"threads-{uuid.uuid4().hex[:6]}"
+    threads = await sync_to_async(lambda: Worker(concurrency=1, pool="threads", CELERY_TASK_DEFAULT_QUEUE=queue).start())()
+    try:
+        first = await visitor.launch("demo.sleepy", seconds=0)
+        owner = await sync_to_async(owner_of)(first["id"])
+        ws = await watch_all(visitor)
+        task_id = await sync_to_async(send_owned_task)("demo.stubborn", owner, queue=queue, seconds=60)
+        await ws.until_task(task_id, lambda t: t["state"] == "running", timeout=30)
+        assert (await cancel(visitor, task_id)).status_code == 202
+        told = await ws.until_task(task_id, lambda t: (t["error"] or {}).get("type") == "CannotStop", timeout=30)
+        assert told["state"] == "running" and told["cancel_requested"] is True
+        assert "cannot stop" in told["error"]["message"]
+        await ws.close()
+    finally:
+        await sync_to_async(threads.kill)()  # it would wait for the task to end
