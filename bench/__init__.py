@@ -1,0 +1,1 @@
+"""`make bench`: Tasklight against the celery-progress polling baseline (docs/performance.md)."""
