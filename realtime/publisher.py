@@ -110,8 +110,9 @@ class WorkerPublisher:
         self.interval = float(settings.TASKLIGHT["PUBLISH_INTERVAL"])
         self.heartbeat_ttl_ms = int(float(settings.TASKLIGHT["HEARTBEAT_TIMEOUT"]) * 1000)
         self._tracked: dict[str, _Tracked] = {}
-        # State changes that could not be written yet (Redis away), newest merged in.
-        self._pending: dict[str, tuple[str | None, dict[str, Any], int]] = {}
+        # State changes that could not be written yet (Redis away), newest merged in:
+        # task id -> (owner key, patch, full object, seq floor)
+        self._pending: dict[str, tuple[str | None, dict[str, Any], dict[str, Any], int]] = {}
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -146,18 +147,23 @@ class WorkerPublisher:
         *,
         owner_key: str | None,
         seq_floor: int,
+        full: dict[str, Any],
         wait: float = 0.5,
     ) -> bool:
-        """Publish a state change now; wait at most ``wait`` seconds. True once it is out."""
+        """Publish a state change now; wait at most ``wait`` seconds. True once it is out.
+
+        While Redis is known to be away the caller does not wait at all: the change is
+        kept and retried by the ticker.
+        """
         with self._lock:
             tracked = self._tracked.get(task_id)
             if tracked is not None:
-                tracked.base.update({k: v for k, v in fields.items() if k not in ("progress", "eta_seconds")})
+                tracked.base.update({k: v for k, v in full.items() if k not in ("progress", "eta_seconds")})
         future = asyncio.run_coroutine_threadsafe(
-            self._publish_change(task_id, fields, owner_key, seq_floor), self._loop
+            self._publish_change(task_id, fields, owner_key, full, seq_floor), self._loop
         )
         try:
-            return bool(future.result(timeout=wait))
+            return bool(future.result(timeout=0.005 if self._down_since is not None else wait))
         except FutureTimeout:
             return False
 
@@ -169,16 +175,17 @@ class WorkerPublisher:
         self._loop.run_forever()
 
     async def _publish_change(
-        self, task_id: str, fields: dict[str, Any], owner_key: str | None, seq_floor: int
+        self, task_id: str, fields: dict[str, Any], owner_key: str | None, full: dict[str, Any], seq_floor: int
     ) -> bool:
         pending = self._pending.pop(task_id, None)
         if pending is not None:
             fields = {**pending[1], **fields}
-            seq_floor = max(seq_floor, pending[2])
+            full = {**pending[2], **full}
+            seq_floor = max(seq_floor, pending[3])
         try:
-            await publish(task_id, fields, owner_key=owner_key, seq_floor=seq_floor)
+            await publish(task_id, fields, owner_key=owner_key, seq_floor=seq_floor, full=full)
         except Exception as exc:  # Redis away: keep it, the ticker retries.
-            self._pending[task_id] = (owner_key, fields, seq_floor)
+            self._pending[task_id] = (owner_key, fields, full, seq_floor)
             self._note_down(exc)
             return False
         return True
@@ -203,8 +210,8 @@ class WorkerPublisher:
 
     async def _tick(self) -> None:
         for task_id in list(self._pending):
-            owner_key, fields, floor = self._pending.pop(task_id)
-            if not await self._publish_change(task_id, fields, owner_key, floor):
+            owner_key, fields, full, floor = self._pending.pop(task_id)
+            if not await self._publish_change(task_id, fields, owner_key, full, floor):
                 return
         with self._lock:
             tracked = list(self._tracked.values())
@@ -229,7 +236,11 @@ class WorkerPublisher:
             if fields is None:
                 continue
             fields["updated_at"] = _iso_now()
-            await publish(t.task_id, fields, owner_key=t.owner_key, full=t.base)
+            try:
+                await publish(t.task_id, fields, owner_key=t.owner_key, full=t.base)
+            except Exception:
+                t.sampler.last = None  # not out: publish these values again next tick
+                raise
             self.published += 1
 
 

@@ -19,7 +19,7 @@ from celery import signals
 from tasks import progress as progress_mod
 from tasks import services
 from tasks.models import ACTIVE_STATES, State, TaskRun
-from tasks.objects import row_fields
+from tasks.objects import change_fields, row_fields
 from tasks.progress import TaskCancelled
 
 logger = logging.getLogger(__name__)
@@ -37,12 +37,12 @@ def publish_row(row: TaskRun, progress_fields: dict[str, Any] | None = None, *, 
     """Hand a row's new state to this process's publisher (bounded wait, never raises)."""
     from realtime.publisher import worker_publisher
 
-    fields = row_fields(row)
+    patch, full = change_fields(row)
     if progress_fields:
-        fields.update(progress_fields)
+        patch.update(progress_fields)
     try:
         worker_publisher().publish_change(
-            str(row.id), fields, owner_key=row.owner_key or None, seq_floor=row.seq, wait=wait
+            str(row.id), patch, owner_key=row.owner_key or None, seq_floor=row.seq, full=full, wait=wait
         )
     except Exception:
         logger.exception("Tasklight could not hand %s to its publisher", row.id)

@@ -68,6 +68,24 @@ def row_fields(row: TaskRun) -> dict[str, Any]:
     }
 
 
+def change_fields(row: TaskRun, only: tuple[str, ...] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(patch, full) for publishing a change of the row.
+
+    The patch carries only what the writer owns: a state change never carries
+    ``cancel_requested`` (only a cancel request changes it, and an older copy must not
+    undo a newer request); ``only`` narrows it further. ``full`` is written instead when
+    Redis has no live record of the task any more.
+    """
+    full = row_fields(row)
+    if row.progress and row.state in TERMINAL_STATES:
+        full["progress"] = row.progress
+    if only is not None:
+        patch = {name: full[name] for name in only}
+    else:
+        patch = {k: v for k, v in full.items() if k != "cancel_requested"}
+    return patch, full
+
+
 def task_object(row: TaskRun, live: dict[str, Any] | None = None) -> dict[str, Any]:
     """The full task object: the row, with the live record's progress when it is newer."""
     obj = row_fields(row)

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.conf import settings
 
-from tasks.models import TERMINAL_STATES, TaskRun
+from tasks.models import TaskRun
 from tasks.objects import task_object
 from tasks.owners import Owner
 
@@ -34,10 +34,14 @@ async def get_owned_row(owner: Owner | None, task_id: Any) -> TaskRun | None:
 
 
 async def live_records(rows: list[TaskRun]) -> dict[str, dict[str, Any]]:
-    """Live records of the unfinished rows; empty when Redis is away (the rows suffice)."""
+    """Live records of the rows; empty when Redis is away (the rows suffice).
+
+    Finished rows too: their terminal frame was published with a ``seq`` above the
+    row's, and a snapshot must never be older than a frame a client already has.
+    """
     from realtime import live
 
-    ids = [str(r.id) for r in rows if r.state not in TERMINAL_STATES or not r.progress]
+    ids = [str(r.id) for r in rows]
     if not ids:
         return {}
     try:

@@ -15,7 +15,7 @@ from django.db import transaction
 
 from tasks import registry
 from tasks.models import ACTIVE_STATES, TERMINAL_STATES, State, TaskRun
-from tasks.objects import next_seq, now, row_fields, task_object
+from tasks.objects import change_fields, next_seq, now, task_object
 from tasks.owners import Owner
 
 logger = logging.getLogger(__name__)
@@ -134,6 +134,8 @@ async def launch(*, owner: Owner, name: Any, params: Any) -> dict[str, Any]:
         updated_at=moment,
         seq=next_seq(0),
     )
+    # Published before it is sent, so "queued" can never arrive after the worker's "running".
+    queued = await publish_row_async(row)
     try:
         await sync_to_async(_send_to_broker, thread_sensitive=False)(row)
     except Exception as exc:
@@ -147,7 +149,7 @@ async def launch(*, owner: Owner, name: Any, params: Any) -> dict[str, Any]:
         obj = task_object(failed or row)
         await publish_row_async(failed or row)
         raise BrokerUnavailable(obj) from exc
-    return await publish_row_async(row) or task_object(row)
+    return queued or task_object(row)
 
 
 def _send_to_broker(row: TaskRun) -> None:
@@ -156,17 +158,13 @@ def _send_to_broker(row: TaskRun) -> None:
     current_app.tasks[row.name].apply_async(kwargs=row.params, task_id=str(row.id))
 
 
-async def publish_row_async(row: TaskRun, extra: dict[str, Any] | None = None) -> dict[str, Any] | None:
-    """Publish the row's state from an async caller; the published object (None if Redis is away)."""
+async def publish_row_async(row: TaskRun, only: tuple[str, ...] | None = None) -> dict[str, Any] | None:
+    """Publish a change of the row from an async caller; the published object, or None."""
     from realtime.publisher import publish
 
-    fields = row_fields(row)
-    if row.progress and row.state in TERMINAL_STATES:
-        fields["progress"] = row.progress
-    if extra:
-        fields.update(extra)
+    patch, full = change_fields(row, only)
     try:
-        return await publish(str(row.id), fields, owner_key=row.owner_key or None, seq_floor=row.seq)
+        return await publish(str(row.id), patch, owner_key=row.owner_key or None, seq_floor=row.seq, full=full)
     except Exception as exc:
         # The row holds the truth; watchers catch up by resync when Redis is back.
         logger.warning("Could not publish %s (%s)", row.id, exc)
@@ -197,7 +195,10 @@ async def request_cancel(*, owner: Owner, task_id: str) -> dict[str, Any]:
             logger.warning("Could not set the cancel flag of %s in Redis (%s)", updated.id, exc)
     else:
         await sync_to_async(_revoke, thread_sensitive=False)(str(updated.id))
-    published = await publish_row_async(updated)
+    changed = ("cancel_requested", "updated_at")
+    if updated.state == State.CANCELLED:
+        changed += ("state", "finished_at", "error")
+    published = await publish_row_async(updated, only=changed)
     return published or await object_for_row(updated)
 
 
