@@ -159,6 +159,8 @@ TASKLIGHT = {
     "WATCHDOG_INTERVAL": env_float("TASKLIGHT_WATCHDOG_INTERVAL", 1.0),
     # Consumers re-read what they watch this often while a watched task is unfinished.
     "RESYNC_INTERVAL": env_float("TASKLIGHT_RESYNC_INTERVAL", 5.0),
+    # Open sockets whose session has expired or been flushed are closed this often.
+    "SESSION_CHECK": env_float("TASKLIGHT_SESSION_CHECK", 15.0),
     # Live objects in Redis expire this long after their last change.
     "LIVE_TTL": env_float("TASKLIGHT_LIVE_TTL", 24 * 3600.0),
     "EXPORT_DIR": Path(env_str("TASKLIGHT_EXPORT_DIR", str(BASE_DIR / "var" / "exports"))),

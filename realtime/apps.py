@@ -9,3 +9,6 @@ class RealtimeConfig(AppConfig):
 
     def ready(self) -> None:
         from realtime import monitor  # noqa: F401  (connects the logout signal)
+        from realtime.transport import allow_protocol_close_codes
+
+        allow_protocol_close_codes()

@@ -16,7 +16,7 @@ from typing import Any
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from realtime import monitor
-from realtime.groups import group_for_owner, group_for_task
+from realtime.groups import group_for_owner, group_for_session, group_for_task
 from tasks import registry, selectors, services
 from tasks.models import TERMINAL_STATES
 from tasks.owners import Owner, owner_for_scope
@@ -48,11 +48,21 @@ class TasksConsumer(AsyncWebsocketConsumer):
         self.tokens = BURST
         self.tokens_at = time.monotonic()
         self.strikes = 0
+        self.session_group: str | None = None
         await self.accept()
         monitor.register(self)
+        if self.session_key:
+            # Logout closes every socket of the session at once, whatever it watches.
+            try:
+                await self.channel_layer.group_add(group_for_session(self.session_key), self.channel_name)
+                self.session_group = group_for_session(self.session_key)
+            except Exception as exc:  # the monitor's session check still closes it
+                logger.warning("Could not join the session group (%s)", exc)
 
     async def disconnect(self, code: int) -> None:
         monitor.unregister(self)
+        if self.session_group is not None:
+            await self.channel_layer.group_discard(self.session_group, self.channel_name)
         if self.watch_all and self.owner is not None:
             await self.channel_layer.group_discard(group_for_owner(self.owner.key), self.channel_name)
         for task_id in self.watched:
@@ -60,7 +70,12 @@ class TasksConsumer(AsyncWebsocketConsumer):
 
     # ---- client frames ----------------------------------------------------------------
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        size = len(text_data) if text_data is not None else len(bytes_data or b"")
+        if text_data is not None:
+            size = len(text_data)
+            if size * 4 > MAX_FRAME:  # the limit is in bytes; count them only when it matters
+                size = len(text_data.encode("utf-8", "surrogatepass"))
+        else:
+            size = len(bytes_data or b"")
         if size > MAX_FRAME:
             await self.close(code=CLOSE_TOO_BIG)
             return
@@ -75,7 +90,7 @@ class TasksConsumer(AsyncWebsocketConsumer):
             await self.send_error("bad_request", "binary frames are not supported; send JSON text")
             return
         try:
-            message = json.loads(text_data)
+            message = json.loads(text_data, parse_constant=_reject_constant)
         except (ValueError, RecursionError):
             await self.send_error("bad_request", "frame is not valid JSON")
             return
@@ -231,6 +246,11 @@ class TasksConsumer(AsyncWebsocketConsumer):
     async def session_end(self, event: dict[str, Any]) -> None:
         if self.session_key and event.get("session") == monitor.session_tag(self.session_key):
             await self.close(code=CLOSE_SESSION_ENDED)
+
+
+def _reject_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON (RFC 8259); accepted, they would reach params and rows.
+    raise ValueError(f"{name} is not valid JSON")
 
 
 def _short(value: Any) -> Any:

@@ -15,3 +15,10 @@ def group_for_owner(owner_key: str) -> str:
 def group_for_task(task_id: str) -> str:
     """Group of every connection watching one task."""
     return f"tl.task.{task_id}"
+
+
+def group_for_session(session_key: str) -> str:
+    """Group of every connection of one Django session (closed together when it ends)."""
+    # Hashed: the session key is a secret and must never appear in a Redis channel name.
+    digest = hashlib.blake2b(b"session:" + session_key.encode(), digest_size=16).hexdigest()
+    return f"tl.session.{digest}"

@@ -6,8 +6,8 @@
   trip for the whole process, every unfinished task some connection watches, and
   sends each connection whatever is newer than what it has (by ``seq``).
 - Sessions: Channels authenticates only at connect. Every ``SESSION_CHECK`` seconds
-  the loop closes connections whose session has ended (logout, expiry, flush);
-  ``user_logged_out`` closes them at once through the owner's group.
+  (settings.TASKLIGHT) the loop closes connections whose session has ended (expiry,
+  flush); ``user_logged_out`` closes them at once through the session's group.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import hashlib
 import logging
 import time
 import weakref
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -27,8 +28,6 @@ if TYPE_CHECKING:
     from realtime.consumers import TasksConsumer
 
 logger = logging.getLogger(__name__)
-
-SESSION_CHECK = 15.0
 
 _consumers: weakref.WeakSet[TasksConsumer] = weakref.WeakSet()
 _task: asyncio.Task[None] | None = None
@@ -51,41 +50,82 @@ def unregister(consumer: TasksConsumer) -> None:
 
 
 async def _run() -> None:
-    interval = float(settings.TASKLIGHT["RESYNC_INTERVAL"])
-    last_session_check = time.monotonic()
+    resync_every = float(settings.TASKLIGHT["RESYNC_INTERVAL"])
+    session_every = float(settings.TASKLIGHT.get("SESSION_CHECK", 15.0))
+    tick = max(0.05, min(resync_every, session_every))
+    last_resync = last_session_check = time.monotonic()
     while _consumers:
-        await asyncio.sleep(interval)
-        try:
-            await resync_all()
-            if time.monotonic() - last_session_check >= SESSION_CHECK:
-                last_session_check = time.monotonic()
+        await asyncio.sleep(tick)
+        clock = time.monotonic()
+        if clock - last_resync >= resync_every - 0.01:
+            last_resync = clock
+            try:
+                await resync_all()
+            except Exception as exc:
+                logger.warning("Tasklight resync pass failed: %s", exc)
+        if clock - last_session_check >= session_every - 0.01:
+            last_session_check = clock
+            try:
                 await close_ended_sessions()
-        except Exception as exc:
-            logger.warning("Tasklight resync pass failed: %s", exc)
+            except Exception as exc:
+                logger.warning("Tasklight session check failed: %s", exc)
+
+
+_last_pass: float | None = None
 
 
 async def resync_all() -> int:
-    """Send every connection the newer state of the unfinished tasks it watches."""
+    """Send every connection the newer state of the tasks it watches; how many objects were sent.
+
+    Two reads for the whole process: the unfinished tasks some connection has seen, and
+    the rows of "subscribe all" owners changed since the previous pass (a task whose
+    every publish was lost is still found).
+    """
     from tasks.models import TaskRun
     from tasks.selectors import objects_for_rows
 
-    consumers = [c for c in list(_consumers) if c.unfinished]
+    global _last_pass
+    started = time.time()
+    margin = max(2.0, 2 * float(settings.TASKLIGHT["RESYNC_INTERVAL"]))
+    since = (_last_pass if _last_pass is not None else started) - margin
+    _last_pass = started
+
+    consumers = [c for c in list(_consumers) if c.unfinished or c.watch_all]
     wanted = {task_id for c in consumers for task_id in c.unfinished}
-    if not wanted:
+    all_owners = {c.owner.key for c in consumers if c.watch_all and c.owner is not None}
+    if not wanted and not all_owners:
         return 0
-    rows = [r async for r in TaskRun.objects.filter(id__in=list(wanted))]
-    objects = {obj["id"]: obj for obj in await objects_for_rows(rows)}
-    owners = {str(r.id): r.owner_key for r in rows}
+    rows: dict[str, Any] = {}
+    if wanted:
+        rows.update({str(r.id): r async for r in TaskRun.objects.filter(id__in=list(wanted))})
+    if all_owners:
+        changed = TaskRun.objects.filter(
+            owner_key__in=list(all_owners),
+            updated_at__gte=datetime.fromtimestamp(since, tz=timezone.utc),
+        )
+        rows.update({str(r.id): r async for r in changed})
+    if not rows:
+        return 0
+    objects = {obj["id"]: obj for obj in await objects_for_rows(list(rows.values()))}
+    owners = {task_id: r.owner_key for task_id, r in rows.items()}
+    by_owner: dict[str, list[str]] = {}
+    for task_id, owner_key in owners.items():
+        by_owner.setdefault(owner_key, []).append(task_id)
     sent = 0
     for consumer in consumers:
         owner = consumer.owner
-        fresh = [
+        if owner is None:
+            continue
+        candidates = set(consumer.unfinished)
+        if consumer.watch_all:
+            candidates.update(by_owner.get(owner.key, ()))
+        newer = [
             objects[t]
-            for t in list(consumer.unfinished)
-            if t in objects and owner is not None and owners.get(t) == owner.key
+            for t in candidates
+            if t in objects and owners.get(t) == owner.key and consumer.watches(t) and consumer._is_new(t, objects[t]["seq"])
         ]
-        newer = [o for o in fresh if consumer._is_new(o["id"], o["seq"])]
         if newer:
+            newer.sort(key=lambda o: o["seq"])
             sent += len(newer)
             await consumer.send_objects(newer)
     return sent
@@ -117,18 +157,17 @@ async def close_ended_sessions() -> None:
 @receiver(user_logged_out)
 def on_logout(sender: Any, request: Any = None, user: Any = None, **_: Any) -> None:
     """Close the sockets of the session that logs out, at once, in every Daphne process."""
-    if user is None or request is None or not getattr(request, "session", None):
-        return
-    key = request.session.session_key
+    session = getattr(request, "session", None) if request is not None else None
+    key = getattr(session, "session_key", None)
     if not key:
         return
     from asgiref.sync import async_to_sync
     from channels.layers import get_channel_layer
 
-    from realtime.groups import group_for_owner
+    from realtime.groups import group_for_session
 
     try:
         layer = get_channel_layer()
-        async_to_sync(layer.group_send)(group_for_owner(f"u:{user.pk}"), {"type": "session.end", "session": session_tag(key)})
+        async_to_sync(layer.group_send)(group_for_session(key), {"type": "session.end", "session": session_tag(key)})
     except Exception as exc:
         logger.warning("Could not announce a logout to open sockets (%s)", exc)

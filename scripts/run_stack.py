@@ -111,7 +111,8 @@ def main() -> int:
         start([str(BIN / "celery"), "-A", "project", "worker", "-P", "prefork", "-c", "2", "-l", "info",
                "--without-gossip", "--without-mingle"], env)
         start([str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port),
-               "--websocket-max-message-size", "65536", "--websocket-max-frame-size", "65536",
+               # The consumer closes frames over 64 KiB with 1009; the transport drops beyond 256 KiB.
+               "--websocket-max-message-size", "262144", "--websocket-max-frame-size", "262144",
                "asgi:application"], env)
         if wait_for_port(port, 60):
             print(f"\n  Tasklight is running: open http://127.0.0.1:{port}/  (Ctrl-C stops everything)\n", flush=True)

@@ -229,8 +229,8 @@ class Daphne(LiveProcess):
         self.port = port or free_port()
         super().__init__(
             "daphne",
-            [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(self.port), "--websocket-max-message-size", "65536",
-             "--websocket-max-frame-size", "65536", "asgi:application"],
+            [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(self.port), "--websocket-max-message-size", "262144",
+             "--websocket-max-frame-size", "262144", "asgi:application"],
             subprocess_env(**env),
         )
 
