@@ -62,9 +62,25 @@ async def page(browser: Browser, live: Daphne) -> AsyncIterator[Page]:
     await context.close()
 
 
+class RestartableDaphne:
+    """A Daphne of one test alone, which the test may stop and start again on its port."""
+
+    def __init__(self) -> None:
+        self.current = Daphne().start()
+        self.port = self.current.port
+        self.base_url = self.current.base_url
+
+    def stop(self) -> None:
+        self.current.stop()
+
+    def start(self) -> None:
+        assert not self.current.alive()
+        self.current = Daphne(port=self.port).start()
+
+
 @pytest.fixture
-def own_daphne(transactional_db: None, worker: Worker) -> Iterator[Daphne]:
-    """A Daphne of this test alone, which the test may stop and start again on its port."""
-    d = Daphne().start()
+def own_daphne(transactional_db: None, worker: Worker) -> Iterator[RestartableDaphne]:
+    assert worker.alive(), worker.output()[-3000:]
+    d = RestartableDaphne()
     yield d
     d.stop()
