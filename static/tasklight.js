@@ -1,6 +1,6 @@
 // Tasklight browser client: one WebSocket per page, newest object per task by seq,
 // reconnect with exponential backoff and jitter, resubscribe and resync after every
-// reconnect. No build step, no framework. Protocol: docs/protocol.md.
+// reconnect. No build step, no framework. Docs: docs/client.md; protocol: SPEC.md section 5.
 //
 //   const client = tasklight();                 // the page's shared, connected client
 //   (imported from this module; the import line is not spelled out here because
@@ -275,8 +275,12 @@ export class TasklightClient extends EventTarget {
       if (message.task_id && this.watched.has(message.task_id) && message.code === "not_found") {
         this.watched.delete(message.task_id);
         this._answered();
-      } else if (message.code === "rate_limited" || message.code === "unavailable") {
-        this._answered();
+      } else if (this.pendingSnapshots > 0 && (message.code === "rate_limited" || message.code === "unavailable")) {
+        // A subscription was not served, so the page is not caught up: try again later
+        // rather than claim to be live.
+        this._emit("error", message);
+        this._dropSocket("reconnecting");
+        return;
       }
       this._emit("error", message);
     }

@@ -25,6 +25,13 @@ RECORD_BAR = """(bar) => {
 async def test_count_primes_bar_rises_to_100_and_a_success_toast_shows_the_result(page: Page) -> None:
     await expect(page.locator("#tl-connection")).to_have_attribute("data-state", "live")
     row = await launch(page, "demo.count_primes", limit=3_000_000)
+    task_id = await row.get_attribute("data-task-id")
+    # The same task in a <task-progress> element, as any other page could show it.
+    await page.evaluate(
+        "(id) => { const el = document.createElement('task-progress'); el.setAttribute('task-id', id);"
+        " document.querySelector('main').append(el); }",
+        task_id,
+    )
     progress = bar(row)
     await progress.evaluate(RECORD_BAR)
     # Partway: a value strictly between 0 and 100, with words for assistive technology.
@@ -45,7 +52,12 @@ async def test_count_primes_bar_rises_to_100_and_a_success_toast_shows_the_resul
     assert seen == sorted(seen), seen
     assert seen[-1] == 100 and len(set(seen)) >= 3, seen
 
-    toast = page.locator(f'#tl-toasts .toast[data-task-id="{await row.get_attribute("data-task-id")}"]')
+    element = page.locator("task-progress")
+    await expect(element).to_have_attribute("data-state", "succeeded")
+    assert await element.locator("progress").evaluate("(p) => p.value") == 100
+    await expect(element).to_contain_text("succeeded, 100%")
+
+    toast = page.locator(f'#tl-toasts .toast[data-task-id="{task_id}"]')
     await expect(toast).to_have_attribute("data-state", "succeeded")
     await expect(toast).to_have_attribute("role", "status")
     await expect(toast).to_contain_text("Count primes below 3,000,000 succeeded.")
