@@ -31,7 +31,3 @@ def bar(row: Locator) -> Locator:
 
 async def wait_state(row: Locator, state: str, timeout: float = 20_000) -> None:
     await expect(row).to_have_attribute("data-state", state, timeout=timeout)
-
-
-async def connection(page: Page) -> Locator:
-    return page.locator("#tl-connection")
