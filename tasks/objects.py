@@ -86,6 +86,15 @@ def change_fields(row: TaskRun, only: tuple[str, ...] | None = None) -> tuple[di
     return patch, full
 
 
+def row_disagrees(row: TaskRun, live: dict[str, Any] | None) -> bool:
+    """True when the live record and the row differ in what the row owns (state, cancel)."""
+    if not live:
+        return False
+    if "state" in live and live["state"] != row.state:
+        return True
+    return "cancel_requested" in live and bool(live["cancel_requested"]) != row.cancel_requested
+
+
 def task_object(row: TaskRun, live: dict[str, Any] | None = None) -> dict[str, Any]:
     """The full task object: the row, with the live record's progress when it is newer."""
     obj = row_fields(row)
@@ -100,7 +109,8 @@ def task_object(row: TaskRun, live: dict[str, Any] | None = None) -> dict[str, A
             obj["eta_seconds"] = live.get("eta_seconds")
             if live.get("updated_at") and live["updated_at"] > (obj["updated_at"] or ""):
                 obj["updated_at"] = live["updated_at"]
-        obj["seq"] = max(row.seq, live_seq)
+        # A row ahead of its live record (that change not published yet) must rank above it.
+        obj["seq"] = max(row.seq, live_seq + 1 if row_disagrees(row, live) else live_seq)
     if obj["state"] in TERMINAL_STATES:
         obj["eta_seconds"] = None
     return obj

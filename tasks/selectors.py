@@ -9,7 +9,7 @@ from typing import Any
 from django.conf import settings
 
 from tasks.models import TaskRun
-from tasks.objects import task_object
+from tasks.objects import row_disagrees, task_object
 from tasks.owners import Owner
 
 logger = logging.getLogger(__name__)
@@ -53,6 +53,14 @@ async def live_records(rows: list[TaskRun]) -> dict[str, dict[str, Any]]:
 
 async def objects_for_rows(rows: list[TaskRun]) -> list[dict[str, Any]]:
     records = await live_records(rows)
+    # A row read before a change and its live record read after it would pair the old
+    # state with the new seq (and the real frame of that seq would then be dropped as
+    # old news). Every writer writes the row before Redis, so a row read again now is
+    # at least as new as the record: re-read the rows that disagree with theirs.
+    stale = [str(r.id) for r in rows if row_disagrees(r, records.get(str(r.id)))]
+    if stale:
+        fresh = {str(r.id): r async for r in TaskRun.objects.filter(id__in=stale)}
+        rows = [fresh.get(str(r.id), r) for r in rows]
     return [task_object(r, records.get(str(r.id))) for r in rows]
 
 
