@@ -1,4 +1,4 @@
-"""One loop per Daphne process that keeps every connection honest.
+"""One loop per Daphne process that keeps every connection honest (docs/realtime.md).
 
 - Resync: the pub/sub layer loses what is published while Redis is away, and a
   terminal state written to the database may never have reached Redis. Every
