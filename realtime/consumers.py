@@ -38,9 +38,10 @@ class TasksConsumer(AsyncWebsocketConsumer):
     session_key: str | None
 
     async def connect(self) -> None:
-        self.owner = await owner_for_scope(self.scope)
-        session = self.scope.get("session")
-        self.session_key = getattr(session, "session_key", None)
+        # State first: disconnect() runs even when the rest of connect() fails.
+        self.owner = None
+        self.session_key = None
+        self.session_group: str | None = None
         self.watch_all = False
         self.watched: set[str] = set()
         self.seqs: dict[str, int] = {}
@@ -48,7 +49,9 @@ class TasksConsumer(AsyncWebsocketConsumer):
         self.tokens = BURST
         self.tokens_at = time.monotonic()
         self.strikes = 0
-        self.session_group: str | None = None
+        self.owner = await owner_for_scope(self.scope)
+        # Read after owner_for_scope has loaded the session: a stale cookie gives None.
+        self.session_key = getattr(self.scope.get("session"), "session_key", None)
         await self.accept()
         monitor.register(self)
         if self.session_key:
@@ -61,12 +64,16 @@ class TasksConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         monitor.unregister(self)
-        if self.session_group is not None:
-            await self.channel_layer.group_discard(self.session_group, self.channel_name)
-        if self.watch_all and self.owner is not None:
-            await self.channel_layer.group_discard(group_for_owner(self.owner.key), self.channel_name)
-        for task_id in self.watched:
-            await self.channel_layer.group_discard(group_for_task(task_id), self.channel_name)
+        groups = [group_for_task(task_id) for task_id in getattr(self, "watched", ())]
+        if getattr(self, "watch_all", False) and self.owner is not None:
+            groups.append(group_for_owner(self.owner.key))
+        if getattr(self, "session_group", None):
+            groups.append(self.session_group)  # type: ignore[arg-type]
+        for group in groups:
+            try:
+                await self.channel_layer.group_discard(group, self.channel_name)
+            except Exception as exc:  # Redis away: the subscription dies with the process's connection
+                logger.info("Could not leave %s (%s)", group, exc)
 
     # ---- client frames ----------------------------------------------------------------
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
