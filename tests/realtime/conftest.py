@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 import websockets
 
 from tests.support import Socket, Visitor
+
+@pytest.fixture(autouse=True)
+def no_traceback_in_daphne(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Whatever a live test here sends, Daphne logs no traceback while it runs."""
+    if "live" not in request.fixturenames:
+        yield
+        return
+    daphne = request.getfixturevalue("daphne")
+    start = len(daphne.output())
+    yield
+    log = daphne.output()[start:]
+    assert "Traceback" not in log, log[log.index("Traceback") - 200:][:4000]
+
 
 TASK_KEYS = {
     "id", "name", "label", "state", "cancel_requested", "progress", "eta_seconds", "seq",
