@@ -16,6 +16,7 @@ from typing import Any
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from realtime import monitor
+from realtime.fanout import hub
 from realtime.groups import group_for_owner, group_for_session, group_for_task
 from tasks import registry, selectors, services
 from tasks.models import TERMINAL_STATES
@@ -49,6 +50,8 @@ class TasksConsumer(AsyncWebsocketConsumer):
         self.tokens = BURST
         self.tokens_at = time.monotonic()
         self.strikes = 0
+        # Events that arrive while a snapshot is being read and sent wait here (see watch()).
+        self.held: list[tuple[str, Any]] | None = None
         self.owner = await owner_for_scope(self.scope)
         # Read after owner_for_scope has loaded the session: a stale cookie gives None.
         self.session_key = getattr(self.scope.get("session"), "session_key", None)
@@ -57,7 +60,7 @@ class TasksConsumer(AsyncWebsocketConsumer):
         if self.session_key:
             # Logout closes every socket of the session at once, whatever it watches.
             try:
-                await self.channel_layer.group_add(group_for_session(self.session_key), self.channel_name)
+                await hub().join(group_for_session(self.session_key), self)
                 self.session_group = group_for_session(self.session_key)
             except Exception as exc:  # the monitor's session check still closes it
                 logger.warning("Could not join the session group (%s)", exc)
@@ -69,11 +72,24 @@ class TasksConsumer(AsyncWebsocketConsumer):
             groups.append(group_for_owner(self.owner.key))
         if getattr(self, "session_group", None):
             groups.append(self.session_group)  # type: ignore[arg-type]
+        fanout = hub()
         for group in groups:
             try:
-                await self.channel_layer.group_discard(group, self.channel_name)
+                await fanout.leave(group, self)
             except Exception as exc:  # Redis away: the subscription dies with the process's connection
                 logger.info("Could not leave %s (%s)", group, exc)
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels closes stale database connections (a hop to the sync thread) before
+        # every handler; only WebSocket events (client frames) can touch the database here.
+        if message["type"].startswith("websocket."):
+            await super().dispatch(message)
+            return
+        handler = getattr(self, message["type"].replace(".", "_"), None)
+        if handler is None:
+            await super().dispatch(message)  # raises for an unknown type, as Channels does
+            return
+        await handler(message)
 
     # ---- client frames ----------------------------------------------------------------
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
@@ -136,23 +152,42 @@ class TasksConsumer(AsyncWebsocketConsumer):
         if row is None:
             await self.send_error("not_found", "no such task", task_id=task_id)
             return
-        if task_id not in self.watched:
-            await self.channel_layer.group_add(group_for_task(task_id), self.channel_name)
-            self.watched.add(task_id)
-        # Read after joining the group: anything newer arrives after, anything older is dropped.
-        row = await selectors.get_owned_row(self.owner, task_id)
-        await self.send_snapshot(await selectors.objects_for_rows([row]) if row else [])
+        self.watched.add(task_id)
+
+        async def read() -> list[dict[str, Any]]:
+            found = await selectors.get_owned_row(self.owner, task_id)
+            return await selectors.objects_for_rows([found]) if found else []
+
+        await self.watch(group_for_task(task_id), read)
 
     async def subscribe_all(self) -> None:
-        if self.owner is not None and not self.watch_all:
-            await self.channel_layer.group_add(group_for_owner(self.owner.key), self.channel_name)
-        self.watch_all = self.owner is not None
-        await self.send_snapshot(await selectors.recent_objects(self.owner))
+        owner = self.owner
+        self.watch_all = owner is not None
+        await self.watch(group_for_owner(owner.key) if owner else None, lambda: selectors.recent_objects(owner))
+
+    async def watch(self, group: str | None, read: Any) -> None:
+        """Join ``group``, then read and send the snapshot; the two are atomic together.
+
+        Updates delivered between the join and the snapshot are held, then released
+        through the seq filter: older ones are dropped, newer ones follow the snapshot.
+        """
+        self.held = [] if self.held is None else self.held
+        try:
+            if group is not None:
+                await hub().join(group, self)
+            await self.send_snapshot(await read())
+        finally:
+            held, self.held = self.held or [], None
+            for kind, item in held:
+                if kind == "event":
+                    await self.deliver(item)
+                else:
+                    await self.send_objects(item)
 
     async def on_unsubscribe(self, message: dict[str, Any]) -> None:
         if message.get("task_id") is None:
             if self.watch_all and self.owner is not None:
-                await self.channel_layer.group_discard(group_for_owner(self.owner.key), self.channel_name)
+                await hub().leave(group_for_owner(self.owner.key), self)
             self.watch_all = False
             return
         task_id = selectors.parse_task_id(message["task_id"])
@@ -161,7 +196,7 @@ class TasksConsumer(AsyncWebsocketConsumer):
             return
         if task_id in self.watched:
             self.watched.discard(task_id)
-            await self.channel_layer.group_discard(group_for_task(task_id), self.channel_name)
+            await hub().leave(group_for_task(task_id), self)
         if not self.watch_all:
             self.unfinished.discard(task_id)
 
@@ -218,11 +253,15 @@ class TasksConsumer(AsyncWebsocketConsumer):
 
     async def send_snapshot(self, objects: list[dict[str, Any]]) -> None:
         for obj in objects:
-            self._remember(obj["id"], obj["seq"], obj["state"])
+            if self._is_new(obj["id"], obj["seq"]):
+                self._remember(obj["id"], obj["seq"], obj["state"])
         await self.send(text_data=json.dumps({"type": "snapshot", "tasks": objects}, separators=(",", ":")))
 
     async def send_objects(self, objects: list[dict[str, Any]]) -> None:
         """Send each object that is newer than what this connection has already had."""
+        if self.held is not None:
+            self.held.append(("objects", objects))
+            return
         for obj in objects:
             if self._is_new(obj["id"], obj["seq"]):
                 self._remember(obj["id"], obj["seq"], obj["state"])
@@ -241,7 +280,17 @@ class TasksConsumer(AsyncWebsocketConsumer):
         else:
             self.unfinished.add(task_id)
 
-    # ---- channel-layer events ----------------------------------------------------------
+    # ---- channel-layer events, delivered by this process's hub (realtime/fanout.py) ------
+    async def deliver(self, event: dict[str, Any]) -> None:
+        if self.held is not None:
+            self.held.append(("event", event))
+            return
+        kind = event.get("type")
+        if kind == "task.update":
+            await self.task_update(event)
+        elif kind == "session.end":
+            await self.session_end(event)
+
     async def task_update(self, event: dict[str, Any]) -> None:
         """A task changed: forward the pre-encoded frame if it is news to this client."""
         task_id = event["id"]

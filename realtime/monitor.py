@@ -168,6 +168,7 @@ def on_logout(sender: Any, request: Any = None, user: Any = None, **_: Any) -> N
 
     try:
         layer = get_channel_layer()
-        async_to_sync(layer.group_send)(group_for_session(key), {"type": "session.end", "session": session_tag(key)})
+        group = group_for_session(key)
+        async_to_sync(layer.group_send)(group, {"type": "session.end", "session": session_tag(key), "group": group})
     except Exception as exc:
         logger.warning("Could not announce a logout to open sockets (%s)", exc)

@@ -61,7 +61,8 @@ async def send_to_watchers(owner_key: str | None, obj: dict[str, Any], frame: st
     if owner_key:
         groups.append(group_for_owner(owner_key))
     for group in groups:
-        await asyncio.wait_for(layer.group_send(group, message), SEND_TIMEOUT)
+        # The group travels in the message: each process's hub fans out by it.
+        await asyncio.wait_for(layer.group_send(group, {**message, "group": group}), SEND_TIMEOUT)
 
 
 async def publish(
