@@ -297,7 +297,7 @@ class TasksConsumer(AsyncWebsocketConsumer):
         if not self.watches(task_id) or not self._is_new(task_id, event["seq"]):
             return
         self._remember(task_id, event["seq"], event["state"])
-        await self.send(text_data=event["frame"])
+        await self.base_send({"type": "websocket.send", "text": event["frame"]})
 
     async def session_end(self, event: dict[str, Any]) -> None:
         if self.session_key and event.get("session") == monitor.session_tag(self.session_key):

@@ -145,6 +145,15 @@ async def read_many(task_ids: list[str]) -> dict[str, dict[str, Any]]:
     return {tid: decode_record(raw) for tid, raw in zip(task_ids, replies) if raw}
 
 
+def cancel_channel() -> str:
+    """Pub/sub channel on which cancel requests are announced to every worker at once."""
+    return f"{prefix()}:cancels"
+
+
 async def set_cancel_flag(task_id: str) -> None:
+    """Record a cancel request (the flag workers poll) and announce it (what they hear first)."""
     ttl = int(settings.TASKLIGHT["LIVE_TTL"])
-    await get_client().set(cancel_key(task_id), b"1", ex=ttl)
+    async with get_client().pipeline(transaction=False) as pipe:
+        pipe.set(cancel_key(task_id), b"1", ex=ttl)
+        pipe.publish(cancel_channel(), task_id.encode())
+        await pipe.execute()

@@ -25,6 +25,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis.asyncio as aioredis
 from channels.layers import get_channel_layer
 from django.conf import settings
 
@@ -98,9 +99,15 @@ class _Tracked:
     base: dict[str, Any]
     progress: Progress
     sampler: ProgressSampler = field(init=False)
+    last_publish: float = 0.0
+    busy: bool = False  # a publish of this task is under way, or one is scheduled
 
     def __post_init__(self) -> None:
         self.sampler = ProgressSampler(self.progress)
+
+    def dirty(self) -> bool:
+        p = self.progress
+        return (p.current, p.total, p.message) != self.sampler.last
 
 
 class WorkerPublisher:
@@ -128,6 +135,12 @@ class WorkerPublisher:
     def track(self, task_id: str, owner_key: str, base: dict[str, Any], progress: Progress) -> None:
         with self._lock:
             self._tracked[task_id] = _Tracked(task_id, owner_key, base, progress)
+        progress.wake = self._wake
+        progress.arm()  # the first report is published at once
+
+    def _wake(self, task_id: str) -> None:
+        """Called by a reporter (task thread) when an armed task reports: publish now."""
+        self._loop.call_soon_threadsafe(self._on_report, task_id)
 
     def untrack(self, task_id: str) -> None:
         with self._lock:
@@ -173,7 +186,31 @@ class WorkerPublisher:
         asyncio.set_event_loop(self._loop)
         self._loop.call_soon(self._ready.set)
         self._loop.create_task(self._ticker())
+        self._loop.create_task(self._listen_for_cancels())
         self._loop.run_forever()
+
+    async def _listen_for_cancels(self) -> None:
+        """Hear cancel requests as they are made; the ticker's flag poll is the safety net."""
+        # A client of its own: a subscriber waits on its socket, so no read timeout.
+        client = aioredis.Redis.from_url(
+            settings.REDIS_URL, socket_connect_timeout=0.5, health_check_interval=15, socket_keepalive=True
+        )
+        while True:
+            try:
+                pubsub = client.pubsub(ignore_subscribe_messages=True)
+                await pubsub.subscribe(live.cancel_channel())
+                async for message in pubsub.listen():
+                    if message.get("type") != "message":
+                        continue
+                    tracked = self._tracked.get(message["data"].decode(errors="replace"))
+                    if tracked is not None and not tracked.progress.cancelled:
+                        tracked.progress.mark_cancelled()
+                        tracked.base["cancel_requested"] = True
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis away: listen again once it is back
+                self._note_down(exc)
+                await asyncio.sleep(0.5)
 
     async def _publish_change(
         self, task_id: str, fields: dict[str, Any], owner_key: str | None, full: dict[str, Any], seq_floor: int
@@ -230,19 +267,51 @@ class WorkerPublisher:
             replies = await pipe.execute()
         for t, flag in zip(tracked, replies[0]):
             if flag is not None and not t.progress.cancelled:
-                t.progress.cancelled = True
+                t.progress.mark_cancelled()
                 t.base["cancel_requested"] = True
+        # Safety net: a change that neither edge of the throttle picked up.
         for t in tracked:
+            if not t.busy and t.dirty() and now - t.last_publish >= 2 * self.interval:
+                self._schedule_flush(t)
+
+    # ---- the throttle: leading edge on the first report, trailing edge each interval ----
+    def _on_report(self, task_id: str) -> None:
+        tracked = self._tracked.get(task_id)
+        if tracked is not None and not tracked.busy:
+            self._schedule_flush(tracked)
+
+    def _schedule_flush(self, t: _Tracked) -> None:
+        t.busy = True
+        self._loop.create_task(self._flush(t))
+
+    async def _flush(self, t: _Tracked) -> None:
+        """Publish a task's latest values, then wait one interval before the next."""
+        try:
             fields = t.sampler.sample()
-            if fields is None:
-                continue
-            fields["updated_at"] = _iso_now()
-            try:
-                await publish(t.task_id, fields, owner_key=t.owner_key, full=t.base)
-            except Exception:
-                t.sampler.last = None  # not out: publish these values again next tick
-                raise
-            self.published += 1
+            if fields is not None:
+                fields["updated_at"] = _iso_now()
+                try:
+                    await publish(t.task_id, fields, owner_key=t.owner_key, full=t.base)
+                    self.published += 1
+                except Exception as exc:
+                    t.sampler.last = None  # not out: the next interval tries again
+                    self._note_down(exc)
+            t.last_publish = time.monotonic()
+        finally:
+            self._loop.call_later(self.interval, self._after_interval, t)
+
+    def _after_interval(self, t: _Tracked) -> None:
+        if self._tracked.get(t.task_id) is not t:
+            return  # finished: its state change carried the last values
+        if t.dirty():
+            self._loop.create_task(self._flush(t))  # trailing edge: reports came meanwhile
+            return
+        t.busy = False
+        t.progress.arm()
+        if t.dirty():  # a report slipped in between the check and arming
+            t.progress.armed = False
+            t.progress.flag = t.progress.cancelled
+            self._schedule_flush(t)
 
 
 def _iso_now() -> str:

@@ -31,7 +31,7 @@ class TaskCancelled(Exception):
 class Progress:
     """Latest progress of one running task, as reported by the task's own code."""
 
-    __slots__ = ("task_id", "current", "total", "message", "cancelled", "__weakref__")
+    __slots__ = ("task_id", "current", "total", "message", "cancelled", "armed", "flag", "wake", "__weakref__")
 
     def __init__(self, task_id: str | None = None, total: float | None = None) -> None:
         self.task_id = task_id
@@ -40,6 +40,31 @@ class Progress:
         self.message: str = ""
         # Set by the publisher thread when the task's cancel flag is seen in Redis.
         self.cancelled = False
+        # Set by the publisher when it has been idle long enough that the next report
+        # should be published at once (leading edge of the throttle), not at a tick.
+        self.armed = False
+        # ``cancelled or armed``: the one attribute the hot path reads.
+        self.flag = False
+        self.wake: Any = None
+
+    def mark_cancelled(self) -> None:
+        self.cancelled = True
+        self.flag = True
+
+    def arm(self) -> None:
+        self.armed = True
+        self.flag = True
+
+    def _signal(self) -> None:
+        """The slow path of a report: raise on cancel, or wake the publisher."""
+        if self.cancelled:
+            raise TaskCancelled(self.task_id)
+        if self.armed:
+            self.armed = False
+            self.flag = self.cancelled
+            wake = self.wake
+            if wake is not None:
+                wake(self.task_id)
 
     def set(self, current: float, total: float | None = _KEEP, message: str | None = None) -> None:
         """Record ``current`` (and optionally ``total`` and ``message``)."""
@@ -48,27 +73,27 @@ class Progress:
             self.total = total
         if message is not None:
             self.message = message
-        if self.cancelled:
-            raise TaskCancelled(self.task_id)
+        if self.flag:
+            self._signal()
 
     def advance(self, step: float = 1, message: str | None = None) -> None:
         """Add ``step`` to ``current``."""
         self.current += step
         if message is not None:
             self.message = message
-        if self.cancelled:
-            raise TaskCancelled(self.task_id)
+        if self.flag:
+            self._signal()
 
     def set_total(self, total: float | None) -> None:
         """Set the amount of work; ``None`` for indeterminate work."""
         self.total = total
-        if self.cancelled:
-            raise TaskCancelled(self.task_id)
+        if self.flag:
+            self._signal()
 
     def set_message(self, message: str) -> None:
         self.message = message
-        if self.cancelled:
-            raise TaskCancelled(self.task_id)
+        if self.flag:
+            self._signal()
 
     def set_progress(self, current: float, total: float | None, description: str | None = None) -> None:
         """celery-progress's ``ProgressRecorder.set_progress``, for easy migration."""

@@ -18,7 +18,7 @@ def test_set_and_advance_record_latest_values() -> None:
 
 def test_a_cancelled_reporter_raises_on_every_kind_of_report() -> None:
     p = Progress("t1")
-    p.cancelled = True
+    p.mark_cancelled()
     for call in (lambda: p.set(1), lambda: p.advance(), lambda: p.set_total(3), lambda: p.set_message("x"), p.check):
         with pytest.raises(TaskCancelled):
             call()
@@ -74,3 +74,17 @@ def test_eta_is_unknown_at_first_then_follows_the_smoothed_rate(monkeypatch: pyt
     burst = s.sample()["eta_seconds"]  # type: ignore[index]
     assert 0 < burst < etas[-1]
     assert burst > (100 - 30) / 200  # far from the instantaneous 200/s estimate
+
+
+def test_an_armed_reporter_wakes_its_publisher_once_then_stays_quiet() -> None:
+    woken: list[str | None] = []
+    p = Progress("t1")
+    p.wake = woken.append
+    p.advance()
+    assert woken == []  # not armed: the report is only recorded
+    p.arm()
+    p.advance()
+    p.advance()
+    p.set(10)
+    assert woken == ["t1"]  # one wake for the leading edge, then quiet until re-armed
+    assert p.flag is False and p.current == 10
