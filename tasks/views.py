@@ -47,8 +47,8 @@ async def tasks_collection(request: HttpRequest) -> JsonResponse:
     if len(request.body) > MAX_BODY:
         return error("bad_request", "request body too large", 413)
     try:
-        body = json.loads(request.body or b"null")
-    except (ValueError, UnicodeDecodeError):
+        body = json.loads(request.body or b"null", parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return error("bad_request", "body must be JSON", 400)
     if not isinstance(body, dict):
         return error("bad_request", "body must be a JSON object", 400)
@@ -123,6 +123,11 @@ async def healthz(request: HttpRequest) -> JsonResponse:
     if failing:
         return JsonResponse({"status": "unavailable", "checks": checks, "failing": failing}, status=503)
     return JsonResponse({"status": "ok", "checks": checks})
+
+
+def _reject_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON (RFC 8259) and must never reach params or rows.
+    raise ValueError(f"{name} is not valid JSON")
 
 
 def _db_ping() -> None:

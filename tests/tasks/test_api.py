@@ -43,7 +43,8 @@ async def test_launch_rejects_what_is_not_launchable_or_not_valid(visitor, body,
 
 
 async def test_launch_rejects_malformed_bodies_without_a_traceback(visitor):
-    for raw in (b"{", b"[]", b"null", b"\xff\xfe"):
+    for raw in (b"{", b"[]", b"null", b"\xff\xfe", b'{"name": "demo.sleepy", "params": {"seconds": NaN}}',
+                b"[" * 50_000):
         response = await visitor.http.post("/api/tasks/", content=raw, headers={**visitor.csrf(), "Content-Type": "application/json"})
         assert response.status_code == 400, raw
         assert response.json()["error"]["code"] == "bad_request"
