@@ -125,6 +125,7 @@ class WorkerPublisher:
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._last_heartbeat = 0.0
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._down_since: float | None = None
         self.published = 0  # progress updates sent, for tests and benchmarks
         self._thread = threading.Thread(target=self._run, name="tasklight-publisher", daemon=True)
@@ -185,9 +186,15 @@ class WorkerPublisher:
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
         self._loop.call_soon(self._ready.set)
-        self._loop.create_task(self._ticker())
-        self._loop.create_task(self._listen_for_cancels())
+        self._spawn(self._ticker())
+        self._spawn(self._listen_for_cancels())
         self._loop.run_forever()
+
+    def _spawn(self, coro: Any) -> None:
+        # The loop keeps only weak references to tasks: hold them until they are done.
+        task = self._loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _listen_for_cancels(self) -> None:
         """Hear cancel requests as they are made; the ticker's flag poll is the safety net."""
@@ -282,7 +289,7 @@ class WorkerPublisher:
 
     def _schedule_flush(self, t: _Tracked) -> None:
         t.busy = True
-        self._loop.create_task(self._flush(t))
+        self._spawn(self._flush(t))
 
     async def _flush(self, t: _Tracked) -> None:
         """Publish a task's latest values, then wait one interval before the next."""
@@ -304,7 +311,7 @@ class WorkerPublisher:
         if self._tracked.get(t.task_id) is not t:
             return  # finished: its state change carried the last values
         if t.dirty():
-            self._loop.create_task(self._flush(t))  # trailing edge: reports came meanwhile
+            self._spawn(self._flush(t))  # trailing edge: reports came meanwhile
             return
         t.busy = False
         t.progress.arm()
