@@ -132,6 +132,11 @@ class WorkerPublisher:
         self._thread.start()
         self._ready.wait(5)
 
+    def stop(self) -> None:
+        """Stop the thread (tests; a worker process simply exits)."""
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
     # ---- called from task threads -------------------------------------------------
     def track(self, task_id: str, owner_key: str, base: dict[str, Any], progress: Progress) -> None:
         with self._lock:
