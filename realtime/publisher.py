@@ -134,7 +134,14 @@ class WorkerPublisher:
 
     def stop(self) -> None:
         """Stop the thread (tests; a worker process simply exits)."""
-        self._loop.call_soon_threadsafe(self._loop.stop)
+
+        async def shutdown() -> None:
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            self._loop.stop()
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self._loop)
         self._thread.join(5)
 
     # ---- called from task threads -------------------------------------------------
