@@ -159,6 +159,10 @@ class WorkerPublisher:
         with self._lock:
             self._tracked.pop(task_id, None)
 
+    def tracked(self, task_id: str) -> _Tracked | None:
+        with self._lock:
+            return self._tracked.get(task_id)
+
     def final_progress(self, task_id: str) -> dict[str, Any] | None:
         """The last report of a tracked task, as published fields (for a state change)."""
         with self._lock:

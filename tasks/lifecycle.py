@@ -15,11 +15,12 @@ from typing import Any
 
 from billiard.exceptions import Terminated, WorkerLostError
 from celery import signals
+from django.db import DatabaseError
 
 from tasks import progress as progress_mod
 from tasks import services
-from tasks.models import ACTIVE_STATES, State, TaskRun
-from tasks.objects import change_fields, row_fields
+from tasks.models import ACTIVE_STATES, TERMINAL_STATES, State, TaskRun
+from tasks.objects import change_fields, iso, next_seq, now, row_fields
 from tasks.progress import TaskCancelled
 
 logger = logging.getLogger(__name__)
@@ -56,12 +57,40 @@ def _final_progress(task_id: str) -> dict[str, Any] | None:
 
 def _finish(task_id: str, to: str, **changes: Any) -> None:
     """Write a terminal (or retrying) state with the last report, and publish it."""
-    final = _final_progress(task_id) if to != State.RETRYING else None
-    if final and to != State.RETRYING:
+    final = _final_progress(task_id)
+    if final:
         changes.setdefault("progress", final["progress"])
-    row = services.transition(task_id, to=to, allowed_from=ACTIVE_STATES, **changes)
+    try:
+        row = services.transition(task_id, to=to, allowed_from=ACTIVE_STATES, **changes)
+    except DatabaseError as exc:
+        # The end must not be lost with the database: publish it to the live record
+        # (Redis), where snapshots show it and the watchdog writes it to the row later.
+        logger.warning("Task %s ended %s but its row could not be written (%s)", task_id, to, exc)
+        _publish_without_row(task_id, to, changes)
+        return
     if row is not None:
         publish_row(row, {"progress": final["progress"]} if final else None, wait=TERMINAL_WAIT)
+
+
+def _publish_without_row(task_id: str, to: str, changes: dict[str, Any]) -> None:
+    from realtime.publisher import worker_publisher
+
+    publisher = worker_publisher()
+    tracked = publisher.tracked(task_id)
+    if tracked is None:
+        return  # nothing known here of the task: the watchdog will settle it from the row
+    stamp = iso(now())
+    patch: dict[str, Any] = {"state": str(to), "updated_at": stamp}
+    if to in TERMINAL_STATES:
+        patch.update({"finished_at": stamp, "eta_seconds": None})
+    for name in ("result", "error", "progress", "attempt"):
+        if name in changes:
+            patch[name] = changes[name]
+    full = {**tracked.base, **patch}
+    publisher.publish_change(
+        task_id, patch, owner_key=tracked.owner_key or None, seq_floor=next_seq(int(full.get("seq") or 0)),
+        full=full, wait=TERMINAL_WAIT,
+    )
 
 
 @signals.after_task_publish.connect
@@ -106,7 +135,7 @@ def on_prerun(sender: Any = None, task_id: str | None = None, task: Any = None, 
 def on_success(sender: Any = None, result: Any = None, **_: Any) -> None:
     if sender is None or not _tracked(sender.name):
         return
-    _finish(sender.request.id, State.SUCCEEDED, result=services.json_safe(result))
+    _finish(sender.request.id, State.SUCCEEDED, result=services.json_safe(result), error=None)
 
 
 @signals.task_retry.connect
@@ -116,11 +145,13 @@ def on_retry(sender: Any = None, request: Any = None, reason: Any = None, **_: A
     # ``reason`` is Celery's Retry; the exception that caused it is its ``exc``.
     cause = getattr(reason, "exc", None) or reason
     exc = cause if isinstance(cause, BaseException) else None
+    attempt = int(request.retries or 0) + 1
     _finish(
         request.id,
         State.RETRYING,
+        # With countdown=0 the next attempt may have started before this signal.
+        attempt_is=attempt,
         error=services.error_dict(exc, message=str(cause)),
-        attempt=int(request.retries or 0) + 1,
     )
 
 

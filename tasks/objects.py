@@ -79,10 +79,14 @@ def change_fields(row: TaskRun, only: tuple[str, ...] | None = None) -> tuple[di
     full = row_fields(row)
     if row.progress and row.state in TERMINAL_STATES:
         full["progress"] = row.progress
+    if row.state in TERMINAL_STATES:
+        full["eta_seconds"] = None  # no ETA once finished, in every copy of the object
     if only is not None:
         patch = {name: full[name] for name in only}
     else:
         patch = {k: v for k, v in full.items() if k != "cancel_requested"}
+    if "state" in patch and row.state in TERMINAL_STATES:
+        patch["eta_seconds"] = None
     return patch, full
 
 
@@ -109,6 +113,12 @@ def task_object(row: TaskRun, live: dict[str, Any] | None = None) -> dict[str, A
             obj["eta_seconds"] = live.get("eta_seconds")
             if live.get("updated_at") and live["updated_at"] > (obj["updated_at"] or ""):
                 obj["updated_at"] = live["updated_at"]
+        if row.state not in TERMINAL_STATES and live.get("state") in TERMINAL_STATES:
+            # The worker published the end but could not write the row (database away);
+            # the watchdog will write it. A terminal state is final: show it now.
+            for name in ("state", "result", "error", "finished_at", "cancel_requested", "progress"):
+                if name in live:
+                    obj[name] = live[name]
         # A row ahead of its live record (that change not published yet) must rank above it.
         obj["seq"] = max(row.seq, live_seq + 1 if row_disagrees(row, live) else live_seq)
     if obj["state"] in TERMINAL_STATES:

@@ -17,6 +17,7 @@ the ``progress`` object and ETA of SPEC.md section 3, and sends them on.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from typing import Any
@@ -139,6 +140,13 @@ def unregister(task_id: str) -> None:
         _reporters.pop(task_id, None)
 
 
+def _number(value: Any) -> float | None:
+    """A finite number, or None: NaN and Infinity are not JSON and would break every frame."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return value if math.isfinite(value) else None
+
+
 class ProgressSampler:
     """Turns a reporter's raw values into the published ``progress`` and ``eta_seconds``.
 
@@ -166,7 +174,7 @@ class ProgressSampler:
         if values == self.last and not force:
             return None
         self.last = values
-        current, total, message = values
+        current, total, message = _number(values[0]) or 0, _number(values[1]), values[2]
         percent: float | None = None
         if total:
             try:

@@ -44,6 +44,10 @@ class Launchable:
             raise InvalidParams(f"{where}: {first.message}"[:300])
         filled = dict(params)
         for key, spec in self.schema.get("properties", {}).items():
+            # JSON Schema counts 2000.0 as an integer; the task must get an int.
+            if spec.get("type") == "integer" and isinstance(filled.get(key), float):
+                filled[key] = int(filled[key])
+        for key, spec in self.schema.get("properties", {}).items():
             if key not in filled and "default" in spec:
                 filled[key] = spec["default"]
         return filled

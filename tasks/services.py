@@ -42,7 +42,8 @@ class BrokerUnavailable(Exception):
 def json_safe(value: Any) -> Any:
     """A JSON version of a task's result, bounded in size."""
     try:
-        text = json.dumps(value, default=str)
+        # No NaN or Infinity: they are not JSON, and PostgreSQL's jsonb refuses them.
+        text = json.dumps(value, default=str, allow_nan=False)
     except (TypeError, ValueError):
         text = json.dumps(repr(value))
     if len(text) > RESULT_LIMIT:
@@ -51,12 +52,16 @@ def json_safe(value: Any) -> Any:
 
 
 # ---- transitions (sync: called from Celery signal handlers and the watchdog) ----------
-def transition(task_id: str, *, to: str, allowed_from: frozenset[str], **changes: Any) -> TaskRun | None:
-    """Move a run to ``to`` if it is in ``allowed_from``; the saved row, or None."""
+def transition(
+    task_id: str, *, to: str, allowed_from: frozenset[str], attempt_is: int | None = None, **changes: Any
+) -> TaskRun | None:
+    """Move a run to ``to`` if it is in ``allowed_from`` (and on attempt ``attempt_is``)."""
     with transaction.atomic():
         row = TaskRun.objects.select_for_update().filter(id=task_id).first()
         if row is None or row.state not in allowed_from:
             return None
+        if attempt_is is not None and row.attempt != attempt_is:
+            return None  # a later attempt has started already
         moment = now()
         row.state = to
         for name, value in changes.items():

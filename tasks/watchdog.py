@@ -47,8 +47,28 @@ class Watchdog:
 
     def run_once(self) -> None:
         close_old_connections()
-        self.find_lost()
-        self.enforce_cancels()
+        # Each phase on its own: Redis away must not stop cancels going through the broker.
+        for phase in (self.find_lost, self.enforce_cancels, self.refresh_cancel_flags):
+            try:
+                phase()
+            except Exception as exc:
+                logger.warning("Tasklight watchdog: %s failed (%s)", phase.__name__, exc)
+
+    def refresh_cancel_flags(self) -> None:
+        """Set again the Redis flag of every running task whose cancel is recorded.
+
+        The cancel service sets it once; if Redis was away at that moment the worker
+        would only hear of the cancel through the hard stop. Idempotent and cheap.
+        """
+        ids = [str(i) for i in TaskRun.objects.filter(state=State.RUNNING, cancel_requested=True)
+               .values_list("id", flat=True)[:500]]
+        if not ids:
+            return
+        ttl = int(settings.TASKLIGHT["LIVE_TTL"])
+        with self.redis.pipeline(transaction=False) as pipe:
+            for task_id in ids:
+                pipe.set(live.cancel_key(task_id), b"1", ex=ttl)
+            pipe.execute()
 
     def find_lost(self) -> None:
         started_before = now() - timedelta(seconds=self.heartbeat_timeout)
@@ -76,6 +96,8 @@ class Watchdog:
         row = TaskRun.objects.filter(id=task_id).first()
         if row is None:
             return
+        if self.adopt_published_end(row):
+            return
         to = State.CANCELLED if row.cancel_requested else State.FAILED
         error = None if to == State.CANCELLED else {
             "type": "WorkerLost",
@@ -85,6 +107,25 @@ class Watchdog:
         if updated is not None:
             logger.warning("Task %s: worker lost, marked %s", task_id, to)
             publish_row(updated, wait=0.5)
+
+    def adopt_published_end(self, row: TaskRun) -> bool:
+        """Write to the row a terminal state that was published but never written.
+
+        A worker whose database was away when its task ended publishes the end to the
+        live record only (tasks/lifecycle.py); its heartbeat then stops, and here the
+        row catches up instead of calling the worker lost.
+        """
+        raw = self.redis.hgetall(live.live_key(str(row.id)))
+        record = live.decode_record(raw) if raw else {}
+        state = record.get("state")
+        if state not in ("succeeded", "failed", "cancelled"):
+            return False
+        changes = {name: record[name] for name in ("result", "error", "progress") if name in record}
+        updated = services.transition(str(row.id), to=state, allowed_from=frozenset({State.RUNNING}), **changes)
+        if updated is not None:
+            logger.warning("Task %s: wrote its published end (%s) to the row", row.id, state)
+            publish_row(updated, wait=0.5)
+        return True
 
     def enforce_cancels(self) -> None:
         moment = now()
@@ -114,7 +155,14 @@ class Watchdog:
         if not updated:
             return  # another worker's watchdog got there first
         logger.warning("Task %s ignored its cancel for %.0fs: revoke(terminate=True, %s)", row.id, self.grace, signal_name)
-        current_app.control.revoke(str(row.id), terminate=True, signal=signal_name)
+        try:
+            current_app.control.revoke(str(row.id), terminate=True, signal=signal_name)
+        except Exception:
+            # Not sent (broker away): undo the claim so the next pass sends it again.
+            TaskRun.objects.filter(id=row.id, terminate_signal=signal_name).update(
+                terminate_signal=row.terminate_signal, terminate_sent_at=row.terminate_sent_at
+            )
+            raise
 
 
     def give_up(self, row: TaskRun) -> None:

@@ -127,6 +127,9 @@ def redis_server() -> RedisServer:
 def _cleanup() -> None:
     for proc in list(LiveProcess.running):
         proc.stop()
+    publisher = sys.modules.get("realtime.publisher")
+    if publisher is not None and getattr(publisher, "_publisher", None) is not None:
+        publisher._publisher.stop()  # the tests' own, before its Redis goes away
     if _redis is not None:
         _redis.stop()
     shutil.rmtree(TMP, ignore_errors=True)

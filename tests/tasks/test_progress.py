@@ -88,3 +88,12 @@ def test_an_armed_reporter_wakes_its_publisher_once_then_stays_quiet() -> None:
     p.set(10)
     assert woken == ["t1"]  # one wake for the leading edge, then quiet until re-armed
     assert p.flag is False and p.current == 10
+
+
+def test_nan_and_infinity_never_reach_a_frame() -> None:
+    p = Progress("t1")
+    s = ProgressSampler(p)
+    p.set(float("nan"), float("inf"), "odd")
+    out = s.sample()
+    assert out is not None
+    assert out["progress"]["current"] == 0 and out["progress"]["total"] is None and out["progress"]["percent"] is None

@@ -24,6 +24,11 @@ def test_validation_fills_defaults_and_rejects_bad_params() -> None:
             spec.validate(bad)
 
 
+def test_integral_floats_become_integers_for_integer_params() -> None:
+    assert registry.get("demo.count_primes").validate({"limit": 2000.0}) == {"limit": 2000}
+    assert type(registry.get("demo.count_primes").validate({"limit": 2000.0})["limit"]) is int
+
+
 def test_only_registered_names_are_accepted() -> None:
     for name in ("demo.tight_loop", "celery.backend_cleanup", "", None, 42, "x" * 5000):
         with pytest.raises(registry.UnknownTask):
@@ -39,5 +44,6 @@ def test_results_are_made_json_safe_and_bounded() -> None:
 
     assert json_safe({"when": datetime.date(2026, 1, 2)}) == {"when": "2026-01-02"}
     assert json_safe({"n": 1, "s": [1, 2]}) == {"n": 1, "s": [1, 2]}
+    assert json_safe({"ratio": float("nan")}) == "{'ratio': nan}"  # never NaN in JSON
     big = json_safe("x" * 100_000)
     assert big["truncated"] is True
