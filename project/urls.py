@@ -17,3 +17,6 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(next_page="/"), name="logout"),
     path("", include("tasks.urls")),
 ]
+
+handler404 = "tasks.views.not_found"
+handler500 = "tasks.views.server_error"

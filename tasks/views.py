@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.db import connection
+from django.core.exceptions import RequestDataTooBig
+from django.db import DatabaseError, connection
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import ensure_csrf_cookie
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.csrf import csrf_failure as default_csrf_failure
+from django.views.decorators.http import require_GET
+from django.views.defaults import page_not_found as default_page_not_found
+from django.views.defaults import server_error as default_server_error
 
 from tasks import registry, selectors, services
 from tasks.demo import export_path
@@ -27,6 +33,48 @@ def error(code: str, detail: str, status: int) -> JsonResponse:
     return JsonResponse({"error": {"code": code, "detail": detail}}, status=status)
 
 
+def api(*methods: str) -> Callable[[Callable[..., Awaitable[HttpResponse]]], Callable[..., Awaitable[HttpResponse]]]:
+    """An API view: JSON errors for a wrong method, a body too big, or a database away."""
+
+    def decorate(view: Callable[..., Awaitable[HttpResponse]]) -> Callable[..., Awaitable[HttpResponse]]:
+        @functools.wraps(view)
+        async def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if request.method not in methods:
+                response = error("method_not_allowed", f"use {' or '.join(methods)}", 405)
+                response["Allow"] = ", ".join(methods)
+                return response
+            try:
+                return await view(request, *args, **kwargs)
+            except RequestDataTooBig:
+                return error("bad_request", "request body too large", 413)
+            except DatabaseError:
+                logger.warning("Database unavailable for %s", request.path, exc_info=True)
+                return error("unavailable", "the database is unavailable; try again shortly", 503)
+
+        return wrapped
+
+    return decorate
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """CSRF_FAILURE_VIEW: the API answers in its own error shape; pages as Django does."""
+    if request.path.startswith("/api/"):
+        return error("csrf_failed", "CSRF token missing or incorrect: send the csrftoken cookie's value as X-CSRFToken", 403)
+    return default_csrf_failure(request, reason=reason)
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        return error("not_found", "no such resource", 404)
+    return default_page_not_found(request, exception)  # type: ignore[arg-type]
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        return error("internal", "something went wrong on our side", 500)
+    return default_server_error(request)
+
+
 @ensure_csrf_cookie
 @require_GET
 async def dashboard(request: HttpRequest) -> HttpResponse:
@@ -34,12 +82,12 @@ async def dashboard(request: HttpRequest) -> HttpResponse:
     return await sync_to_async(render)(request, "tasks/dashboard.html", {})
 
 
-@require_GET
+@api("GET")
 async def launchable(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"tasks": [spec.describe() for spec in registry.all_launchable()]})
 
 
-@require_http_methods(["GET", "POST"])
+@api("GET", "POST")
 async def tasks_collection(request: HttpRequest) -> JsonResponse:
     owner = await owner_for_request(request, create=request.method == "POST")
     if request.method == "GET":
@@ -63,7 +111,7 @@ async def tasks_collection(request: HttpRequest) -> JsonResponse:
     return JsonResponse(obj, status=201)
 
 
-@require_GET
+@api("GET")
 async def task_detail(request: HttpRequest, task_id: str) -> JsonResponse:
     owner = await owner_for_request(request, create=False)
     row = await selectors.get_owned_row(owner, task_id)
@@ -76,7 +124,7 @@ async def task_detail(request: HttpRequest, task_id: str) -> JsonResponse:
     return JsonResponse(obj)
 
 
-@require_POST
+@api("POST")
 async def task_cancel(request: HttpRequest, task_id: str) -> JsonResponse:
     owner = await owner_for_request(request, create=False)
     if owner is None:
@@ -90,7 +138,7 @@ async def task_cancel(request: HttpRequest, task_id: str) -> JsonResponse:
     return JsonResponse(obj, status=202)
 
 
-@require_GET
+@api("GET")
 async def task_download(request: HttpRequest, task_id: str) -> HttpResponse:
     owner = await owner_for_request(request, create=False)
     row = await selectors.get_owned_row(owner, task_id)
@@ -102,7 +150,7 @@ async def task_download(request: HttpRequest, task_id: str) -> HttpResponse:
     return FileResponse(path.open("rb"), as_attachment=True, filename=f"{row.name.replace('.', '-')}-{row.id}.csv")
 
 
-@require_GET
+@api("GET")
 async def healthz(request: HttpRequest) -> JsonResponse:
     checks: dict[str, Any] = {}
     failing = []
@@ -120,6 +168,12 @@ async def healthz(request: HttpRequest) -> JsonResponse:
     except Exception:
         checks["redis"] = "unreachable"
         failing.append("redis")
+    try:
+        await sync_to_async(_broker_ping, thread_sensitive=False)()
+        checks["broker"] = "ok"
+    except Exception:
+        checks["broker"] = "unreachable"
+        failing.append("broker")
     if failing:
         return JsonResponse({"status": "unavailable", "checks": checks, "failing": failing}, status=503)
     return JsonResponse({"status": "ok", "checks": checks})
@@ -128,6 +182,13 @@ async def healthz(request: HttpRequest) -> JsonResponse:
 def _reject_constant(name: str) -> Any:
     # NaN and Infinity are not JSON (RFC 8259) and must never reach params or rows.
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _broker_ping() -> None:
+    from celery import current_app
+
+    with current_app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=2)
 
 
 def _db_ping() -> None:

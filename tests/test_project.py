@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import uuid
@@ -57,16 +58,22 @@ def test_the_compose_file_runs_the_whole_stack_without_secrets_in_it() -> None:
 def test_healthz_reports_ok_and_names_a_failing_dependency(live: Daphne) -> None:
     ok = httpx.get(f"{live.base_url}/healthz", timeout=10)
     assert ok.status_code == 200
-    assert ok.json() == {"status": "ok", "checks": {"database": "ok", "redis": "ok"}}
+    assert ok.json() == {"status": "ok", "checks": {"database": "ok", "redis": "ok", "broker": "ok"}}
     dead_port = free_port()
     broken = Daphne(REDIS_URL=f"redis://127.0.0.1:{dead_port}/0").start()
     try:
         answer = httpx.get(f"{broken.base_url}/healthz", timeout=10)
         assert answer.status_code == 503
-        assert answer.json()["failing"] == ["redis"]
+        assert answer.json()["failing"] == ["redis", "broker"]  # the broker defaults to REDIS_URL
         assert "Traceback" not in answer.text
     finally:
         broken.stop()
+    no_broker = Daphne(CELERY_BROKER_URL=f"redis://127.0.0.1:{dead_port}/0").start()
+    try:
+        answer = httpx.get(f"{no_broker.base_url}/healthz", timeout=10)
+        assert answer.status_code == 503 and answer.json()["failing"] == ["broker"]
+    finally:
+        no_broker.stop()
 
 
 def _processes_with(marker: str) -> list[int]:
@@ -122,3 +129,17 @@ async def test_make_run_serves_the_stack_without_redis_and_stops_everything_on_s
                 os.killpg(proc.pid, signal.SIGKILL)
     wait_until(lambda: not _processes_with(marker), 10, 0.1, "every process of make run to exit")
     assert not port_open(port)
+
+
+def test_make_run_stops_with_a_clear_message_when_its_port_is_taken() -> None:
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "TASKLIGHT_", "REDIS_URL"))}
+        env["PORT"] = str(port)
+        result = subprocess.run([str(BIN / "python"), "scripts/run_stack.py"], cwd=ROOT, env=env,
+                                capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    assert f"port {port} is in use" in result.stderr and "PORT=" in result.stderr
+    assert "Tasklight is running" not in result.stdout

@@ -78,6 +78,7 @@ async def test_the_task_object_has_every_field_of_the_spec(visitor):
 async def test_post_without_the_csrf_token_is_refused(visitor):
     response = await visitor.http.post("/api/tasks/", json={"name": "demo.sleepy", "params": {}})
     assert response.status_code == 403
+    assert response.json()["error"]["code"] == "csrf_failed"
     assert (await visitor.get("/api/tasks/")).json()["tasks"] == []
 
 
@@ -95,3 +96,14 @@ async def test_a_broker_that_is_down_gives_503_and_a_failed_run_never_a_queued_o
             assert row.state == "failed" and row.error["type"] == "BrokerUnavailable"
     finally:
         await sync_to_async(broken.stop)()
+
+
+async def test_every_api_error_has_the_json_error_shape(visitor):
+    wrong_method = await visitor.http.delete("/api/tasks/", headers=visitor.csrf())
+    assert wrong_method.status_code == 405 and wrong_method.json()["error"]["code"] == "method_not_allowed"
+    assert "GET" in wrong_method.headers["allow"]
+    unknown = await visitor.get("/api/nothing-here/")
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "not_found"
+    huge = await visitor.http.post("/api/tasks/", content=b" " * (3 * 1024 * 1024),
+                                   headers={**visitor.csrf(), "Content-Type": "application/json"})
+    assert huge.status_code == 413 and huge.json()["error"]["code"] == "bad_request"
