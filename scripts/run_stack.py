@@ -37,6 +37,28 @@ def redis_binary() -> str:
     return str(redis_server.REDIS_SERVER_PATH)
 
 
+def port_in_use(port: int) -> bool:
+    """Whether something already listens on (or holds) the port Daphne is to bind."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        pass
+    with socket.socket() as s:
+        # As Twisted does for Daphne, so a closed socket in TIME_WAIT does not count.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def port_taken_message(port: int) -> str:
+    return (f"port {port} is in use (another `make run`, or some other server?); "
+            f"set PORT=... to a free port, e.g. `PORT={port + 1 if port < 65535 else 8001} make run`.")
+
+
 def wait_for_port(port: int, timeout: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -92,6 +114,11 @@ def main() -> int:
             secret_file.chmod(0o600)
         env["DJANGO_SECRET_KEY"] = secret_file.read_text().strip()
     port = int(env.get("PORT") or 8000)
+    # Checked before anything starts, and again just before Daphne: otherwise the wait
+    # below would take whatever else listens there for Daphne.
+    if port_in_use(port):
+        print(port_taken_message(port), file=sys.stderr)
+        return 1
 
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
@@ -110,6 +137,9 @@ def main() -> int:
         subprocess.run([str(BIN / "python"), "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
         start([str(BIN / "celery"), "-A", "project", "worker", "-P", "prefork", "-c", "2", "-l", "info",
                "--without-gossip", "--without-mingle"], env)
+        if port_in_use(port):
+            print(port_taken_message(port), file=sys.stderr)
+            return 1
         start([str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port),
                # The consumer closes frames over 64 KiB with 1009; the transport drops beyond 256 KiB.
                "--websocket-max-message-size", "262144", "--websocket-max-frame-size", "262144",

@@ -199,6 +199,19 @@ function render(task) {
   cancel.setAttribute("aria-label", `${cancelling ? "Cancelling" : "Cancel"} ${name}`);
 
   const outcome = li.querySelector(".outcome");
+  // Live only while the task is unfinished: a finished task's outcome is announced by its notification.
+  outcome.setAttribute("aria-live", isTerminal(task) ? "off" : "polite");
+  // A running task can carry an error without failing, e.g. CannotStop when its pool cannot
+  // stop it after a cancel (docs/cancellation.md): show it as a warning until the task ends.
+  const warning = running && task.error ? task.error.message || task.error.type || "" : "";
+  if (warning) {
+    const text = `Warning: ${warning}`;
+    if (outcome.textContent !== text) outcome.textContent = text;   // unchanged text is not re-announced
+    outcome.classList.add("outcome-warning");
+  } else if (outcome.classList.contains("outcome-warning")) {
+    outcome.classList.remove("outcome-warning");
+    outcome.replaceChildren();
+  }
   if (isTerminal(task)) {
     outcome.replaceChildren();
     if (task.state === "succeeded" && task.result && typeof task.result.download_url === "string") {

@@ -32,7 +32,9 @@ TIMEOUT_MS = 20_000
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
     if not os.path.exists(CHROMIUM):
-        pytest.skip(f"no Chromium at {CHROMIUM} (run `make browser`)")
+        # A failure, not a skip: a missing browser must not pass CI silently.
+        pytest.fail(f"no Chromium at {CHROMIUM}: run `make browser` (Debian's chromium package) "
+                    "or set TASKLIGHT_CHROMIUM to a Chromium binary", pytrace=False)
     async with async_playwright() as playwright:
         chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium

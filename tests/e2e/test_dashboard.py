@@ -7,9 +7,10 @@ import io
 import re
 
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import Browser, Page, Route, expect
 
 from tests.e2e.helpers import bar, launch, wait_state
+from tests.support import Daphne
 
 pytestmark = [pytest.mark.e2e, pytest.mark.live]
 
@@ -99,3 +100,48 @@ async def test_cancel_a_running_task_ends_it_cancelled(page: Page) -> None:
     await expect(row.locator(".cancel")).to_be_hidden()
     toast = page.locator(f'#tl-toasts .toast[data-task-id="{await row.get_attribute("data-task-id")}"]')
     await expect(toast).to_contain_text("was cancelled.")
+
+
+async def test_a_running_task_that_cannot_be_stopped_shows_the_warning(browser: Browser, live: Daphne) -> None:
+    # What the watchdog writes when the pool cannot stop a cancelled task (docs/cancellation.md):
+    # the state stays running, with cancel_requested and a CannotStop error. The list the page
+    # reads first over HTTP is answered with such a task.
+    message = "This worker's pool cannot stop a running task; it will end on its own."
+    task = {
+        "id": "00000000-0000-4000-8000-00000000c570", "name": "demo.stubborn", "label": "Stubborn task",
+        "state": "running", "cancel_requested": True, "attempt": 1,
+        "created_at": "2030-01-01T00:00:00Z", "started_at": "2030-01-01T00:00:01Z", "finished_at": None,
+        "updated_at": "2030-01-01T00:00:12Z", "result": None,
+        "error": {"type": "CannotStop", "message": message},
+        "progress": {"current": 0, "total": None, "percent": None, "message": ""}, "eta_seconds": None, "seq": 7,
+    }
+
+    async def tasks_list(route: Route) -> None:
+        if route.request.method == "GET":
+            await route.fulfill(json={"tasks": [task]})
+        else:
+            await route.fallback()
+
+    context = await browser.new_context(base_url=live.base_url)
+    try:
+        await context.route("**/api/tasks/", tasks_list)
+        page = await context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        await page.goto("/")
+        row = page.locator(f"#task-{task['id']}")
+        await expect(row).to_have_attribute("data-state", "running")
+        outcome = row.locator(".outcome")
+        await expect(outcome).to_have_text(f"Warning: {message}")
+        await expect(outcome).to_have_class(re.compile(r"\boutcome-warning\b"))
+        await expect(outcome).to_have_attribute("aria-live", "polite")
+        await expect(row.locator(".badge")).to_have_text("cancelling")
+        cancel = row.locator(".cancel")
+        await expect(cancel).to_have_text("Cancelling…")
+        await expect(cancel).to_be_disabled()
+        # It stays while the page re-renders the running task every second.
+        await page.wait_for_timeout(1500)
+        await expect(outcome).to_have_text(f"Warning: {message}")
+        assert not errors, errors
+    finally:
+        await context.close()
