@@ -175,6 +175,7 @@ class Stack:
             "BENCH_RESULT_BACKEND": self.result_url,
             "DATABASE_URL": f"sqlite:///{self.tmp / 'bench.sqlite3'}",
             "TASKLIGHT_REDIS_PREFIX": f"tlbench{self.run_id}",
+            "TASKLIGHT_MAX_ACTIVE_PER_OWNER": "10000",
             "CELERY_TASK_DEFAULT_QUEUE": self.queue,
             "DJANGO_STATIC_ROOT": str(self.tmp / "static"),
             "TASKLIGHT_EXPORT_DIR": str(self.tmp / "exports"),

@@ -165,6 +165,10 @@ TASKLIGHT = {
     # Live objects in Redis expire this long after their last change.
     "LIVE_TTL": env_float("TASKLIGHT_LIVE_TTL", 24 * 3600.0),
     "EXPORT_DIR": Path(env_str("TASKLIGHT_EXPORT_DIR", str(BASE_DIR / "var" / "exports"))),
+    # Unfinished tasks one owner may have at once; the next launch answers 429.
+    "MAX_ACTIVE_PER_OWNER": int(env_float("TASKLIGHT_MAX_ACTIVE_PER_OWNER", 10)),
+    # Files written by tasks (demo.export_csv) are deleted this long after they were made.
+    "EXPORT_TTL": env_float("TASKLIGHT_EXPORT_TTL", 24 * 3600.0),
     # How many of an owner's tasks a snapshot or the list API returns.
     "RECENT_LIMIT": int(env_float("TASKLIGHT_RECENT_LIMIT", 50)),
 }

@@ -231,6 +231,9 @@ class TasksConsumer(AsyncWebsocketConsumer):
         except registry.InvalidParams as exc:
             await self.send_error("invalid_params", str(exc))
             return
+        except services.TooManyActive as exc:
+            await self.send_error("rate_limited", f"you already have {exc.args[0]} unfinished tasks; wait for one to end")
+            return
         except services.BrokerUnavailable:
             await self.send_error("unavailable", "the task queue is unavailable; try again shortly")
             return

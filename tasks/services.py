@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db import transaction
 
 from tasks import registry
@@ -31,6 +32,10 @@ class AlreadyFinished(Exception):
     def __init__(self, obj: dict[str, Any]) -> None:
         super().__init__("already finished")
         self.obj = obj
+
+
+class TooManyActive(Exception):
+    """The owner already has the most unfinished tasks allowed (TASKLIGHT_MAX_ACTIVE_PER_OWNER)."""
 
 
 class BrokerUnavailable(Exception):
@@ -128,6 +133,9 @@ async def launch(*, owner: Owner, name: Any, params: Any) -> dict[str, Any]:
     """Validate, create the run, send it to Celery, publish ``queued``; the task object."""
     spec = registry.get(name)
     clean = spec.validate(params)
+    limit = int(settings.TASKLIGHT["MAX_ACTIVE_PER_OWNER"])
+    if await TaskRun.objects.filter(owner_key=owner.key, state__in=ACTIVE_STATES).acount() >= limit:
+        raise TooManyActive(limit)
     moment = now()
     row = await TaskRun.objects.acreate(
         name=spec.name,

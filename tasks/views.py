@@ -106,6 +106,8 @@ async def tasks_collection(request: HttpRequest) -> JsonResponse:
         return error("unknown_task", "no launchable task has that name", 400)
     except registry.InvalidParams as exc:
         return error("invalid_params", str(exc), 400)
+    except services.TooManyActive as exc:
+        return error("rate_limited", f"you already have {exc.args[0]} unfinished tasks; wait for one to end", 429)
     except services.BrokerUnavailable:
         return error("unavailable", "the task queue is unavailable; try again shortly", 503)
     return JsonResponse(obj, status=201)

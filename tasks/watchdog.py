@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import redis
 from django.conf import settings
@@ -44,15 +45,33 @@ class Watchdog:
         self.redis = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=2)
         # task id -> monotonic time its heartbeat was first seen missing
         self.missing_since: dict[str, float] = {}
+        self.last_sweep = 0.0
 
     def run_once(self) -> None:
         close_old_connections()
         # Each phase on its own: Redis away must not stop cancels going through the broker.
-        for phase in (self.find_lost, self.enforce_cancels, self.refresh_cancel_flags):
+        for phase in (self.find_lost, self.enforce_cancels, self.refresh_cancel_flags, self.sweep_exports):
             try:
                 phase()
             except Exception as exc:
                 logger.warning("Tasklight watchdog: %s failed (%s)", phase.__name__, exc)
+
+    def sweep_exports(self) -> None:
+        """Delete files tasks wrote (exports) once they are older than EXPORT_TTL; once a minute."""
+        clock = time.monotonic()
+        if clock - self.last_sweep < 60:
+            return
+        self.last_sweep = clock
+        folder = Path(settings.TASKLIGHT["EXPORT_DIR"])
+        if not folder.is_dir():
+            return
+        cutoff = time.time() - float(settings.TASKLIGHT["EXPORT_TTL"])
+        for path in folder.iterdir():
+            try:
+                if path.is_file() and path.stat().st_mtime < cutoff:
+                    path.unlink()
+            except FileNotFoundError:
+                continue  # another worker's watchdog took it
 
     def refresh_cancel_flags(self) -> None:
         """Set again the Redis flag of every running task whose cancel is recorded.

@@ -109,6 +109,7 @@ def ensure_test_environment() -> None:
             "TASKLIGHT_HEARTBEAT_TIMEOUT": "4",
             "TASKLIGHT_WATCHDOG_INTERVAL": "0.5",
             "TASKLIGHT_RESYNC_INTERVAL": "1",
+            "TASKLIGHT_MAX_ACTIVE_PER_OWNER": "1000",
         }
     )
     db_url = os.environ.get("DATABASE_URL", "")

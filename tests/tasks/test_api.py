@@ -107,3 +107,23 @@ async def test_every_api_error_has_the_json_error_shape(visitor):
     huge = await visitor.http.post("/api/tasks/", content=b" " * (3 * 1024 * 1024),
                                    headers={**visitor.csrf(), "Content-Type": "application/json"})
     assert huge.status_code == 413 and huge.json()["error"]["code"] == "bad_request"
+
+
+async def test_an_owner_cannot_start_more_than_the_allowed_number_of_unfinished_tasks(live):
+    capped = await sync_to_async(lambda: Daphne(TASKLIGHT_MAX_ACTIVE_PER_OWNER="2").start())()
+    try:
+        async with Visitor(capped) as visitor:
+            first = await visitor.launch("demo.sleepy", seconds=30)
+            second = await visitor.launch("demo.sleepy", seconds=30)
+            third = await visitor.post("/api/tasks/", {"name": "demo.sleepy", "params": {"seconds": 1}})
+            assert third.status_code == 429 and third.json()["error"]["code"] == "rate_limited"
+            ws = await visitor.socket()
+            await ws.send({"type": "launch", "name": "demo.sleepy", "params": {}})
+            refused = await ws.expect(lambda m: m["type"] == "error")
+            assert refused["code"] == "rate_limited"
+            await ws.close()
+            for task in (first, second):
+                assert (await visitor.post(f"/api/tasks/{task['id']}/cancel/")).status_code == 202
+            assert len((await visitor.get("/api/tasks/")).json()["tasks"]) == 2
+    finally:
+        await sync_to_async(capped.stop)()
