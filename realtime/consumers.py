@@ -27,7 +27,8 @@ logger = logging.getLogger(__name__)
 MAX_FRAME = 64 * 1024
 RATE = 20.0  # messages per second, sustained
 BURST = 40.0  # messages allowed at once
-STRIKES = 20  # rate-limited messages before the connection is closed
+STRIKES = 20  # rate-limited messages in a row before the connection is closed
+SUBSCRIBE_COST = 5.0  # tokens a subscribe takes
 CLOSE_TOO_BIG = 1009
 CLOSE_POLICY = 1008
 CLOSE_SESSION_ENDED = 4001
@@ -102,7 +103,8 @@ class TasksConsumer(AsyncWebsocketConsumer):
         if size > MAX_FRAME:
             await self.close(code=CLOSE_TOO_BIG)
             return
-        if not self._take_token():
+        # A subscribe answers with up to RECENT_LIMIT objects: it costs more than a ping.
+        if not self._take_token(SUBSCRIBE_COST if text_data is not None and '"subscribe"' in text_data else 1.0):
             self.strikes += 1
             if self.strikes > STRIKES:
                 await self.close(code=CLOSE_POLICY)
@@ -131,12 +133,14 @@ class TasksConsumer(AsyncWebsocketConsumer):
             logger.warning("Could not serve a %s request", kind, exc_info=True)
             await self.send_error("unavailable", "the request could not be served now; try again")
 
-    def _take_token(self) -> bool:
+    def _take_token(self, cost: float = 1.0) -> bool:
         clock = time.monotonic()
         self.tokens = min(BURST, self.tokens + (clock - self.tokens_at) * RATE)
         self.tokens_at = clock
-        if self.tokens >= 1:
-            self.tokens -= 1
+        if self.tokens >= BURST:
+            self.strikes = 0  # a client that calmed down starts afresh
+        if self.tokens >= cost:
+            self.tokens -= cost
             return True
         return False
 
@@ -152,18 +156,29 @@ class TasksConsumer(AsyncWebsocketConsumer):
         if row is None:
             await self.send_error("not_found", "no such task", task_id=task_id)
             return
+        newly = task_id not in self.watched
         self.watched.add(task_id)
 
         async def read() -> list[dict[str, Any]]:
             found = await selectors.get_owned_row(self.owner, task_id)
             return await selectors.objects_for_rows([found]) if found else []
 
-        await self.watch(group_for_task(task_id), read)
+        try:
+            await self.watch(group_for_task(task_id), read)
+        except Exception:
+            if newly:
+                self.watched.discard(task_id)
+            raise
 
     async def subscribe_all(self) -> None:
         owner = self.owner
+        was = self.watch_all
         self.watch_all = owner is not None
-        await self.watch(group_for_owner(owner.key) if owner else None, lambda: selectors.recent_objects(owner))
+        try:
+            await self.watch(group_for_owner(owner.key) if owner else None, lambda: selectors.recent_objects(owner))
+        except Exception:
+            self.watch_all = was
+            raise
 
     async def watch(self, group: str | None, read: Any) -> None:
         """Join ``group``, then read and send the snapshot; the two are atomic together.
@@ -255,6 +270,9 @@ class TasksConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=json.dumps({"type": "error", "code": code, "detail": detail, **extra}))
 
     async def send_snapshot(self, objects: list[dict[str, Any]]) -> None:
+        # Never an object older than one this connection already sent (a snapshot read
+        # while Redis is away knows only the rows): per-task seq order holds throughout.
+        objects = [o for o in objects if o["seq"] >= self.seqs.get(o["id"], -1)]
         for obj in objects:
             if self._is_new(obj["id"], obj["seq"]):
                 self._remember(obj["id"], obj["seq"], obj["state"])

@@ -34,6 +34,8 @@ class Hub:
         self.layer = layer
         self.channel: str | None = None
         self.members: dict[str, set[Member]] = {}
+        # Groups whose subscription is under way: later joiners wait for it.
+        self._joining: dict[str, asyncio.Future[bool]] = {}
         self._started = asyncio.Lock()
         self._pump: asyncio.Task[None] | None = None
         self.delivered = 0
@@ -46,15 +48,29 @@ class Hub:
             return self.channel
 
     async def join(self, group: str, member: Member) -> None:
-        """Deliver the group's messages to ``member`` from now on."""
+        """Deliver the group's messages to ``member`` from now on (once this returns)."""
         channel = await self._ensure_started()
         members = self.members.get(group)
-        if members is None:
-            members = self.members[group] = set()
+        if members is not None:
             members.add(member)
+            pending = self._joining.get(group)
+            if pending is not None and not await asyncio.shield(pending):
+                members.discard(member)
+                raise RuntimeError(f"could not subscribe to {group}")
+            return
+        members = self.members[group] = {member}
+        joined = asyncio.get_running_loop().create_future()
+        self._joining[group] = joined
+        try:
             await self.layer.group_add(group, channel)
-        else:
-            members.add(member)
+            joined.set_result(True)
+        except BaseException:
+            # Not subscribed: forget it, so the next join tries again.
+            self.members.pop(group, None)
+            joined.set_result(False)
+            raise
+        finally:
+            self._joining.pop(group, None)
 
     async def leave(self, group: str, member: Member) -> None:
         members = self.members.get(group)

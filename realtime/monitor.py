@@ -169,6 +169,12 @@ def on_logout(sender: Any, request: Any = None, user: Any = None, **_: Any) -> N
     try:
         layer = get_channel_layer()
         group = group_for_session(key)
-        async_to_sync(layer.group_send)(group, {"type": "session.end", "session": session_tag(key), "group": group})
+        message = {"type": "session.end", "session": session_tag(key), "group": group}
+
+        async def announce() -> None:
+            # Bounded: a Redis that does not answer must not hang the logout request.
+            await asyncio.wait_for(layer.group_send(group, message), 2.0)
+
+        async_to_sync(announce)()
     except Exception as exc:
         logger.warning("Could not announce a logout to open sockets (%s)", exc)
