@@ -187,3 +187,21 @@ async def test_where_the_pool_cannot_stop_a_task_its_state_says_so(visitor):
         await ws.close()
     finally:
         await sync_to_async(threads.kill)()  # it would wait for the task to end
+
+
+async def test_a_task_waiting_for_its_eta_cancels_like_a_queued_one(visitor, worker):
+    first = await visitor.launch("demo.sleepy", seconds=0)
+    owner = await sync_to_async(owner_of)(first["id"])
+    ws = await watch_all(visitor)
+    task_id = await sync_to_async(send_owned_task)("demo.export_csv", owner, countdown=2, rows=50)
+    # The worker holds an ETA task in memory until its time comes.
+    await sync_to_async(wait_until)(lambda: task_id in worker.output(), 10, 0.05, "the worker to receive the ETA task")
+    response = await cancel(visitor, task_id)
+    assert response.status_code == 202 and response.json()["state"] == "cancelled"
+    await sync_to_async(wait_until)(
+        lambda: any(task_id in line and ("revoked" in line.lower() or "TaskCancelled" in line)
+                    for line in worker.output().splitlines()), 15, 0.05, "the worker to drop the task at its ETA")
+    assert not export_path(task_id).exists()
+    row = await TaskRun.objects.aget(id=task_id)
+    assert row.state == "cancelled" and row.started_at is None
+    await ws.close()

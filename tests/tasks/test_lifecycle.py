@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import uuid
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -171,3 +172,18 @@ async def test_a_worker_killed_whole_leaves_no_task_running_forever(visitor):
         await ws.close()
     finally:
         await sync_to_async(doomed.stop)()
+
+
+async def test_a_task_sent_by_plain_celery_code_is_tracked_too(visitor):
+    from celery import current_app
+
+    task_id = str(uuid.uuid4())
+    await sync_to_async(current_app.send_task)("demo.count_primes", kwargs={"limit": 5000}, task_id=task_id)
+    row = await sync_to_async(wait_until)(
+        lambda: TaskRun.objects.filter(id=task_id, state="succeeded").first(), 20, 0.05, "the untracked task to finish"
+    )
+    assert row.owner_key == "" and row.result == {"limit": 5000, "primes": 669}
+    assert row.started_at is not None and row.progress["percent"] == 100.0
+    # Owner-less: nobody's API shows it.
+    assert task_id not in {t["id"] for t in (await visitor.get("/api/tasks/")).json()["tasks"]}
+    assert (await visitor.get(f"/api/tasks/{task_id}/")).status_code == 404
