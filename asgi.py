@@ -20,3 +20,13 @@ application = ProtocolTypeRouter(
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
+
+# Everything loaded so far lives as long as the process: keep it out of the garbage
+# collector's full passes, which otherwise pause delivery to every socket (docs/performance.md).
+import gc  # noqa: E402
+
+gc.collect()
+gc.freeze()
+# Each frame allocates a few short-lived containers; collect the young generation less
+# often so that cycles are looked for in batches rather than every few hundred frames.
+gc.set_threshold(20_000, 20, 20)

@@ -31,7 +31,7 @@ class Sizes:
     latency_clients: tuple[int, ...] = (100, 1000)
     reports: int = 40
     interval: float = 0.137  # incommensurate with 100 ms sampling and 500 ms polling
-    throughput_clients: tuple[int, ...] = (10, 25, 50, 100, 200, 400, 700)
+    throughput_clients: tuple[int, ...] = (10, 25, 50, 100, 200, 300, 400, 550, 700)
     throughput_tasks: int = 4
     throughput_reports: int = 80
     idle_clients: int = 1000
