@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test test-sqlite test-postgres bench install browser clean check-python
+.PHONY: run test test-sqlite test-postgres bench install browser clean check-python lint
 
 # Python 3.11+ first, with a message rather than a pip error: the venv's own python if it
 # exists, else $(PYTHON), which makes the venv.
@@ -43,7 +43,7 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; fi; }
 
-test: $(DEV_STAMP) browser test-sqlite test-postgres
+test: $(DEV_STAMP) lint browser test-sqlite test-postgres
 
 test-sqlite: $(DEV_STAMP)
 	$(BIN)/python -m pytest
@@ -57,3 +57,6 @@ bench: $(DEV_STAMP)
 
 clean:
 	rm -rf $(VENV) var staticfiles
+
+lint: $(DEV_STAMP)
+	$(BIN)/ruff check .

@@ -249,7 +249,7 @@ class Run:
             watchers = []
         try:
             await asyncio.wait_for(self.stop.wait(), self.cfg["timeout"])
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.errors.append("timeout")
         for w in watchers:
             w.cancel()

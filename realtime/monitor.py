@@ -17,7 +17,7 @@ import hashlib
 import logging
 import time
 import weakref
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -101,7 +101,7 @@ async def resync_all() -> int:
     if all_owners:
         changed = TaskRun.objects.filter(
             owner_key__in=list(all_owners),
-            updated_at__gte=datetime.fromtimestamp(since, tz=timezone.utc),
+            updated_at__gte=datetime.fromtimestamp(since, tz=UTC),
         )
         rows.update({str(r.id): r async for r in changed})
     if not rows:

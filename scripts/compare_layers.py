@@ -144,7 +144,7 @@ def main() -> None:
         time.sleep(0.5)
     try:
         print(f"stall every 0.5 s: {args.stall_ms:g} ms")
-        print(f"| layer | consumers | msgs | rate/s | work µs | delivered | lost % | worst consumer | p50 ms | p99 ms |")
+        print("| layer | consumers | msgs | rate/s | work µs | delivered | lost % | worst consumer | p50 ms | p99 ms |")
         print("|---|---|---|---|---|---|---|---|---|---|")
         for consumers in args.consumers:
             for work in args.work_us:

@@ -8,7 +8,7 @@ task and carries the newest ``seq``.
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from tasks.models import TERMINAL_STATES, TaskRun
@@ -35,11 +35,11 @@ def iso(dt: datetime | None) -> str | None:
     """ISO 8601 in UTC with milliseconds and a Z, or None."""
     if dt is None:
         return None
-    return dt.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def next_seq(previous: int) -> int:

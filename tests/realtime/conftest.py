@@ -10,6 +10,7 @@ import websockets
 
 from tests.support import Socket, Visitor
 
+
 @pytest.fixture(autouse=True)
 def no_traceback_in_daphne(request: pytest.FixtureRequest) -> Iterator[None]:
     """Whatever a live test here sends, Daphne logs no traceback while it runs."""
