@@ -168,6 +168,7 @@ class TasksConsumer(AsyncWebsocketConsumer):
         except Exception:
             if newly:
                 self.watched.discard(task_id)
+                await hub().leave(group_for_task(task_id), self)
             raise
 
     async def subscribe_all(self) -> None:
@@ -178,6 +179,8 @@ class TasksConsumer(AsyncWebsocketConsumer):
             await self.watch(group_for_owner(owner.key) if owner else None, lambda: selectors.recent_objects(owner))
         except Exception:
             self.watch_all = was
+            if not was and owner is not None:
+                await hub().leave(group_for_owner(owner.key), self)
             raise
 
     async def watch(self, group: str | None, read: Any) -> None:
@@ -201,9 +204,9 @@ class TasksConsumer(AsyncWebsocketConsumer):
 
     async def on_unsubscribe(self, message: dict[str, Any]) -> None:
         if message.get("task_id") is None:
-            if self.watch_all and self.owner is not None:
+            was, self.watch_all = self.watch_all, False
+            if was and self.owner is not None:
                 await hub().leave(group_for_owner(self.owner.key), self)
-            self.watch_all = False
             return
         task_id = selectors.parse_task_id(message["task_id"])
         if task_id is None:

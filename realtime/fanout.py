@@ -54,9 +54,15 @@ class Hub:
         if members is not None:
             members.add(member)
             pending = self._joining.get(group)
-            if pending is not None and not await asyncio.shield(pending):
-                members.discard(member)
-                raise RuntimeError(f"could not subscribe to {group}")
+            if pending is not None:
+                try:
+                    ok = await asyncio.shield(pending)
+                except BaseException:
+                    members.discard(member)
+                    raise
+                if not ok:
+                    members.discard(member)
+                    raise RuntimeError(f"could not subscribe to {group}")
             return
         members = self.members[group] = {member}
         joined = asyncio.get_running_loop().create_future()

@@ -126,6 +126,7 @@ class WorkerPublisher:
         self._ready = threading.Event()
         self._last_heartbeat = 0.0
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._change_locks: dict[str, asyncio.Lock] = {}
         self._down_since: float | None = None
         self.published = 0  # progress updates sent, for tests and benchmarks
         self._thread = threading.Thread(target=self._run, name="tasklight-publisher", daemon=True)
@@ -219,8 +220,8 @@ class WorkerPublisher:
             settings.REDIS_URL, socket_connect_timeout=0.5, health_check_interval=15, socket_keepalive=True
         )
         while True:
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
-                pubsub = client.pubsub(ignore_subscribe_messages=True)
                 await pubsub.subscribe(live.cancel_channel())
                 async for message in pubsub.listen():
                     if message.get("type") != "message":
@@ -234,22 +235,32 @@ class WorkerPublisher:
             except Exception as exc:  # Redis away: listen again once it is back
                 self._note_down(exc)
                 await asyncio.sleep(0.5)
+            finally:
+                try:
+                    await pubsub.aclose()
+                except Exception:
+                    pass
 
     async def _publish_change(
         self, task_id: str, fields: dict[str, Any], owner_key: str | None, full: dict[str, Any], seq_floor: int
     ) -> bool:
-        pending = self._pending.pop(task_id, None)
-        if pending is not None:
-            fields = {**pending[1], **fields}
-            full = {**pending[2], **full}
-            seq_floor = max(seq_floor, pending[3])
-        try:
-            await publish(task_id, fields, owner_key=owner_key, seq_floor=seq_floor, full=full)
-        except Exception as exc:  # Redis away: keep it, the ticker retries.
-            self._pending[task_id] = (owner_key, fields, full, seq_floor)
-            self._note_down(exc)
-            return False
-        return True
+        # One state change of a task at a time, in order: an older one must never land last.
+        lock = self._change_locks.setdefault(task_id, asyncio.Lock())
+        async with lock:
+            pending = self._pending.pop(task_id, None)
+            if pending is not None:
+                fields = {**pending[1], **fields}
+                full = {**pending[2], **full}
+                seq_floor = max(seq_floor, pending[3])
+            try:
+                await publish(task_id, fields, owner_key=owner_key, seq_floor=seq_floor, full=full)
+            except Exception as exc:  # Redis away: keep it, the ticker retries.
+                self._pending[task_id] = (owner_key, fields, full, seq_floor)
+                self._note_down(exc)
+                return False
+            if task_id not in self._pending and task_id not in self._tracked:
+                self._change_locks.pop(task_id, None)
+            return True
 
     async def _ticker(self) -> None:
         while True:
@@ -271,9 +282,12 @@ class WorkerPublisher:
 
     async def _tick(self) -> None:
         for task_id in list(self._pending):
-            owner_key, fields, full, floor = self._pending.pop(task_id)
+            entry = self._pending.pop(task_id, None)
+            if entry is None:
+                continue  # a newer change of that task took it along meanwhile
+            owner_key, fields, full, floor = entry
             if not await self._publish_change(task_id, fields, owner_key, full, floor):
-                return
+                raise ConnectionError("Redis still unreachable")  # keeps the "down" state honest
         with self._lock:
             tracked = list(self._tracked.values())
         if not tracked:
@@ -289,7 +303,7 @@ class WorkerPublisher:
                 self._last_heartbeat = now
             replies = await pipe.execute()
         for t, flag in zip(tracked, replies[0]):
-            if flag is not None and not t.progress.cancelled:
+            if flag is not None and not t.progress.flag:
                 t.progress.mark_cancelled()
                 t.base["cancel_requested"] = True
         # Safety net: a change that neither edge of the throttle picked up.

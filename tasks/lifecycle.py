@@ -161,8 +161,12 @@ def on_failure(
 ) -> None:
     if sender is None or task_id is None or not _tracked(sender.name):
         return
-    row = TaskRun.objects.filter(id=task_id).only("cancel_requested").first()
-    cancel_requested = bool(row and row.cancel_requested)
+    try:
+        row = TaskRun.objects.filter(id=task_id).only("cancel_requested").first()
+        cancel_requested = bool(row and row.cancel_requested)
+    except DatabaseError:  # _finish publishes without the row; what this process knows will do
+        reporter = progress_mod._reporters.get(task_id)
+        cancel_requested = bool(reporter and reporter.cancelled)
     if isinstance(exception, TaskCancelled) or (
         cancel_requested and isinstance(exception, (WorkerLostError, Terminated))
     ):

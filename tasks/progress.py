@@ -62,16 +62,21 @@ class Progress:
             raise TaskCancelled(self.task_id)
         if self.armed:
             self.armed = False
-            self.flag = self.cancelled
+            # Clear the flag first, then look at ``cancelled`` again: the publisher sets
+            # ``cancelled`` before ``flag``, so a cancel made meanwhile is never lost.
+            self.flag = False
+            if self.cancelled:
+                self.flag = True
             wake = self.wake
             if wake is not None:
                 wake(self.task_id)
 
     def set(self, current: float, total: float | None = _KEEP, message: str | None = None) -> None:
         """Record ``current`` (and optionally ``total`` and ``message``)."""
-        self.current = current
+        # ``total`` first: a sampler reading in between then errs low, never at 100 %.
         if total is not _KEEP:
             self.total = total
+        self.current = current
         if message is not None:
             self.message = message
         if self.flag:

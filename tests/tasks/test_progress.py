@@ -97,3 +97,28 @@ def test_nan_and_infinity_never_reach_a_frame() -> None:
     out = s.sample()
     assert out is not None
     assert out["progress"]["current"] == 0 and out["progress"]["total"] is None and out["progress"]["percent"] is None
+
+
+def test_a_cancel_that_lands_while_the_reporter_disarms_is_not_lost() -> None:
+    # The publisher thread marks the task cancelled at the worst moment: between the
+    # reporter's last read of ``cancelled`` and its clearing of ``flag``.
+    class Racy(Progress):
+        __slots__ = ("reads",)
+
+    real = Progress.cancelled
+
+    def read(self: Racy) -> bool:
+        value = real.__get__(self)
+        self.reads += 1
+        if self.reads == 2:  # inside _signal, after the first check
+            self.mark_cancelled()
+        return value
+
+    Racy.cancelled = property(read, lambda self, v: real.__set__(self, v))  # type: ignore[assignment]
+    p = Racy("t1")
+    p.reads = 0
+    p.wake = lambda task_id: None
+    p.arm()
+    p.set(1)  # disarms and wakes the publisher; the cancel lands meanwhile
+    with pytest.raises(TaskCancelled):
+        p.set(2)
