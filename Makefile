@@ -60,3 +60,5 @@ clean:
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
+	DJANGO_SECRET_KEY=lint-only REDIS_URL=redis://127.0.0.1:1/0 DJANGO_ALLOWED_HOSTS=lint \
+	  $(BIN)/mypy project tasks realtime

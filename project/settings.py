@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 
@@ -147,7 +148,7 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 
 # ---- Tasklight ----------------------------------------------------------------------
-TASKLIGHT = {
+TASKLIGHT: dict[str, Any] = {
     # Seconds between two publishes of one task's progress (about 10 a second).
     "PUBLISH_INTERVAL": env_float("TASKLIGHT_PUBLISH_INTERVAL", 0.1),
     # A running task whose heartbeat is older than this is "worker lost".

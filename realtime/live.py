@@ -13,12 +13,15 @@ from __future__ import annotations
 import asyncio
 import json
 import weakref
+from collections.abc import Iterable
 from typing import Any
 
 import redis.asyncio as aioredis
 from django.conf import settings
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+from project.conf import tasklight
 
 MERGE_SCRIPT = """
 local state = redis.call('HGET', KEYS[1], 'state')
@@ -91,12 +94,13 @@ class MergeResult:
         self.record = record
 
 
-def decode_record(raw: dict[bytes, bytes] | list[bytes]) -> dict[str, Any]:
+def decode_record(raw: Any) -> dict[str, Any]:
     """Turn a stored hash (HGETALL) into the live record: JSON values, int seq, owner."""
+    pairs: Iterable[tuple[Any, Any]]
     if isinstance(raw, list):
         pairs = zip(raw[0::2], raw[1::2])
     else:
-        pairs = iter(raw.items())
+        pairs = raw.items()
     record: dict[str, Any] = {}
     for key, value in pairs:
         name = key.decode()
@@ -119,7 +123,7 @@ async def merge(
 ) -> MergeResult:
     """Merge ``fields`` into the live record and return the whole record with its new seq."""
     client = get_client()
-    args: list[Any] = [str(seq_floor), str(int(settings.TASKLIGHT["LIVE_TTL"] * 1000))]
+    args: list[Any] = [str(seq_floor), str(int(tasklight("LIVE_TTL") * 1000))]
     args.append("1" if require_existing else "0")
     for name, value in fields.items():
         args.extend((name, json.dumps(value, separators=(",", ":"))))
@@ -152,7 +156,7 @@ def cancel_channel() -> str:
 
 async def set_cancel_flag(task_id: str) -> None:
     """Record a cancel request (the flag workers poll) and announce it (what they hear first)."""
-    ttl = int(settings.TASKLIGHT["LIVE_TTL"])
+    ttl = int(tasklight("LIVE_TTL"))
     async with get_client().pipeline(transaction=False) as pipe:
         pipe.set(cancel_key(task_id), b"1", ex=ttl)
         pipe.publish(cancel_channel(), task_id.encode())

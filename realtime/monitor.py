@@ -24,6 +24,8 @@ from django.conf import settings
 from django.contrib.auth.signals import user_logged_out
 from django.dispatch import receiver
 
+from project.conf import tasklight
+
 if TYPE_CHECKING:
     from realtime.consumers import TasksConsumer
 
@@ -50,8 +52,8 @@ def unregister(consumer: TasksConsumer) -> None:
 
 
 async def _run() -> None:
-    resync_every = float(settings.TASKLIGHT["RESYNC_INTERVAL"])
-    session_every = float(settings.TASKLIGHT.get("SESSION_CHECK", 15.0))
+    resync_every = float(tasklight("RESYNC_INTERVAL"))
+    session_every = float(tasklight("SESSION_CHECK"))
     tick = max(0.05, min(resync_every, session_every))
     last_resync = last_session_check = time.monotonic()
     while _consumers:
@@ -86,7 +88,7 @@ async def resync_all() -> int:
 
     global _last_pass
     started = time.time()
-    margin = max(2.0, 2 * float(settings.TASKLIGHT["RESYNC_INTERVAL"]))
+    margin = max(2.0, 2 * float(tasklight("RESYNC_INTERVAL")))
     since = (_last_pass if _last_pass is not None else started) - margin
     _last_pass = started
 

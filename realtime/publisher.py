@@ -29,6 +29,7 @@ import redis.asyncio as aioredis
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from project.conf import tasklight
 from realtime import live
 from realtime.groups import group_for_owner, group_for_task
 from tasks.progress import Progress, ProgressSampler
@@ -115,8 +116,8 @@ class WorkerPublisher:
 
     def __init__(self) -> None:
         self.pid = os.getpid()
-        self.interval = float(settings.TASKLIGHT["PUBLISH_INTERVAL"])
-        self.heartbeat_ttl_ms = int(float(settings.TASKLIGHT["HEARTBEAT_TIMEOUT"]) * 1000)
+        self.interval = float(tasklight("PUBLISH_INTERVAL"))
+        self.heartbeat_ttl_ms = int(float(tasklight("HEARTBEAT_TIMEOUT")) * 1000)
         self._tracked: dict[str, _Tracked] = {}
         # State changes that could not be written yet (Redis away), newest merged in:
         # task id -> (owner key, patch, full object, seq floor)

@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from celery import shared_task
-from django.conf import settings
 
+from project.conf import tasklight
 from tasks.registry import launchable
 
 
 def export_path(task_id: str) -> Path:
-    return Path(settings.TASKLIGHT["EXPORT_DIR"]) / f"{task_id}.csv"
+    return Path(tasklight("EXPORT_DIR")) / f"{task_id}.csv"
 
 
 @launchable(

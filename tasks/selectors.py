@@ -6,8 +6,7 @@ import logging
 import uuid
 from typing import Any
 
-from django.conf import settings
-
+from project.conf import tasklight
 from tasks.models import TaskRun
 from tasks.objects import row_disagrees, task_object
 from tasks.owners import Owner
@@ -71,7 +70,7 @@ async def object_for_row(row: TaskRun) -> dict[str, Any]:
 async def recent_rows(owner: Owner | None, limit: int | None = None) -> list[TaskRun]:
     if owner is None:
         return []
-    limit = limit or int(settings.TASKLIGHT["RECENT_LIMIT"])
+    limit = limit or int(tasklight("RECENT_LIMIT"))
     return [r async for r in TaskRun.objects.filter(owner_key=owner.key).order_by("-created_at")[:limit]]
 
 

@@ -11,9 +11,9 @@ import logging
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.conf import settings
 from django.db import transaction
 
+from project.conf import tasklight
 from tasks import registry
 from tasks.models import ACTIVE_STATES, TERMINAL_STATES, State, TaskRun
 from tasks.objects import change_fields, next_seq, now, task_object
@@ -133,7 +133,7 @@ async def launch(*, owner: Owner, name: Any, params: Any) -> dict[str, Any]:
     """Validate, create the run, send it to Celery, publish ``queued``; the task object."""
     spec = registry.get(name)
     clean = spec.validate(params)
-    limit = int(settings.TASKLIGHT["MAX_ACTIVE_PER_OWNER"])
+    limit = int(tasklight("MAX_ACTIVE_PER_OWNER"))
     if await TaskRun.objects.filter(owner_key=owner.key, state__in=ACTIVE_STATES).acount() >= limit:
         raise TooManyActive(limit)
     moment = now()
@@ -208,7 +208,7 @@ async def request_cancel(*, owner: Owner, task_id: str) -> dict[str, Any]:
             logger.warning("Could not set the cancel flag of %s in Redis (%s)", updated.id, exc)
     else:
         await sync_to_async(_revoke, thread_sensitive=False)(str(updated.id))
-    changed = ("cancel_requested", "updated_at")
+    changed: tuple[str, ...] = ("cancel_requested", "updated_at")
     if updated.state == State.CANCELLED:
         changed += ("state", "finished_at", "error")
     published = await publish_row_async(updated, only=changed)

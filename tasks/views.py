@@ -11,7 +11,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError, connection
-from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
+from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.shortcuts import render
 from django.views.csrf import csrf_failure as default_csrf_failure
 from django.views.decorators.csrf import ensure_csrf_cookie
@@ -33,12 +33,12 @@ def error(code: str, detail: str, status: int) -> JsonResponse:
     return JsonResponse({"error": {"code": code, "detail": detail}}, status=status)
 
 
-def api(*methods: str) -> Callable[[Callable[..., Awaitable[HttpResponse]]], Callable[..., Awaitable[HttpResponse]]]:
+def api(*methods: str) -> Callable[[Callable[..., Awaitable[HttpResponseBase]]], Any]:
     """An API view: JSON errors for a wrong method, a body too big, or a database away."""
 
-    def decorate(view: Callable[..., Awaitable[HttpResponse]]) -> Callable[..., Awaitable[HttpResponse]]:
+    def decorate(view: Callable[..., Awaitable[HttpResponseBase]]) -> Any:
         @functools.wraps(view)
-        async def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        async def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             if request.method not in methods:
                 response = error("method_not_allowed", f"use {' or '.join(methods)}", 405)
                 response["Allow"] = ", ".join(methods)
@@ -141,7 +141,7 @@ async def task_cancel(request: HttpRequest, task_id: str) -> JsonResponse:
 
 
 @api("GET")
-async def task_download(request: HttpRequest, task_id: str) -> HttpResponse:
+async def task_download(request: HttpRequest, task_id: str) -> HttpResponseBase:
     owner = await owner_for_request(request, create=False)
     row = await selectors.get_owned_row(owner, task_id)
     if row is None or row.state != State.SUCCEEDED or not isinstance(row.result, dict) or not row.result.get("download_url"):

@@ -23,6 +23,7 @@ import redis
 from django.conf import settings
 from django.db import close_old_connections
 
+from project.conf import tasklight
 from realtime import live
 from tasks import services
 from tasks.lifecycle import publish_row
@@ -37,11 +38,10 @@ _stop = threading.Event()
 
 class Watchdog:
     def __init__(self) -> None:
-        cfg = settings.TASKLIGHT
-        self.interval = float(cfg["WATCHDOG_INTERVAL"])
-        self.heartbeat_timeout = float(cfg["HEARTBEAT_TIMEOUT"])
-        self.grace = float(cfg["CANCEL_GRACE"])
-        self.kill_after = float(cfg["KILL_AFTER"])
+        self.interval = float(tasklight("WATCHDOG_INTERVAL"))
+        self.heartbeat_timeout = float(tasklight("HEARTBEAT_TIMEOUT"))
+        self.grace = float(tasklight("CANCEL_GRACE"))
+        self.kill_after = float(tasklight("KILL_AFTER"))
         self.redis = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=2)
         # task id -> monotonic time its heartbeat was first seen missing
         self.missing_since: dict[str, float] = {}
@@ -62,10 +62,10 @@ class Watchdog:
         if clock - self.last_sweep < 60:
             return
         self.last_sweep = clock
-        folder = Path(settings.TASKLIGHT["EXPORT_DIR"])
+        folder = Path(tasklight("EXPORT_DIR"))
         if not folder.is_dir():
             return
-        cutoff = time.time() - float(settings.TASKLIGHT["EXPORT_TTL"])
+        cutoff = time.time() - float(tasklight("EXPORT_TTL"))
         for path in folder.iterdir():
             try:
                 if path.is_file() and path.stat().st_mtime < cutoff:
@@ -83,7 +83,7 @@ class Watchdog:
                .values_list("id", flat=True)[:500]]
         if not ids:
             return
-        ttl = int(settings.TASKLIGHT["LIVE_TTL"])
+        ttl = int(tasklight("LIVE_TTL"))
         with self.redis.pipeline(transaction=False) as pipe:
             for task_id in ids:
                 pipe.set(live.cancel_key(task_id), b"1", ex=ttl)
