@@ -28,7 +28,7 @@ from realtime import live
 from tasks import services
 from tasks.lifecycle import publish_row
 from tasks.models import State, TaskRun
-from tasks.objects import now
+from tasks.objects import iso, now
 
 logger = logging.getLogger(__name__)
 
@@ -128,16 +128,18 @@ class Watchdog:
             publish_row(updated, wait=0.5)
 
     def adopt_published_end(self, row: TaskRun) -> bool:
-        """Write to the row a terminal state that was published but never written.
+        """Write to the row a state change that was published but never written.
 
-        A worker whose database was away when its task ended publishes the end to the
-        live record only (tasks/lifecycle.py); its heartbeat then stops, and here the
-        row catches up instead of calling the worker lost.
+        A worker whose database was away when its task ended (or went to retry)
+        publishes the change to the live record only (tasks/lifecycle.py); its heartbeat
+        then stops, and here the row catches up instead of calling the worker lost.
         """
         raw = self.redis.hgetall(live.live_key(str(row.id)))
         record = live.decode_record(raw) if raw else {}
         state = record.get("state")
-        if state not in ("succeeded", "failed", "cancelled"):
+        if state == "retrying" and str(record.get("updated_at") or "") > (iso(row.updated_at) or ""):
+            pass  # the retry happened after the row's last write: adopt it too
+        elif state not in ("succeeded", "failed", "cancelled"):
             return False
         changes = {name: record[name] for name in ("result", "error", "progress") if name in record}
         updated = services.transition(str(row.id), to=state, allowed_from=frozenset({State.RUNNING}), **changes)

@@ -10,7 +10,7 @@ import pytest
 
 from realtime import live
 from tasks.models import TaskRun
-from tasks.objects import next_seq, now, task_object
+from tasks.objects import iso, next_seq, now, task_object
 from tasks.watchdog import Watchdog
 
 
@@ -43,6 +43,29 @@ def test_the_watchdog_writes_a_published_end_to_the_row_instead_of_calling_the_w
     row.refresh_from_db()
     assert row.state == "succeeded"
     assert row.result == {"primes": 25} and row.progress["message"] == "done"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_published_retry_is_written_to_the_row_instead_of_calling_the_worker_lost() -> None:
+    row = make_row()
+    row.save()
+    fields = {"id": str(row.id), "state": "retrying", "error": {"type": "ConnectionError", "message": "again"},
+              "updated_at": iso(now())}
+    asyncio.run(live.merge(str(row.id), fields, owner_key=row.owner_key))
+    Watchdog().mark_lost(str(row.id))
+    row.refresh_from_db()
+    assert row.state == "retrying" and row.error["type"] == "ConnectionError"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_retry_older_than_the_rows_last_write_does_not_hide_a_lost_worker() -> None:
+    row = make_row()
+    fields = {"id": str(row.id), "state": "retrying", "updated_at": iso(row.updated_at - timedelta(seconds=1))}
+    row.save()
+    asyncio.run(live.merge(str(row.id), fields, owner_key=row.owner_key))
+    Watchdog().mark_lost(str(row.id))
+    row.refresh_from_db()
+    assert row.state == "failed" and row.error["type"] == "WorkerLost"
 
 
 @pytest.mark.django_db(transaction=True)
