@@ -115,7 +115,7 @@ class TasksConsumer(AsyncWebsocketConsumer):
             await self.send_error("bad_request", "binary frames are not supported; send JSON text")
             return
         try:
-            message = json.loads(text_data, parse_constant=_reject_constant)
+            message = services.loads_strict(text_data)
         except (ValueError, RecursionError):
             await self.send_error("bad_request", "frame is not valid JSON")
             return
@@ -326,11 +326,6 @@ class TasksConsumer(AsyncWebsocketConsumer):
     async def session_end(self, event: dict[str, Any]) -> None:
         if self.session_key and event.get("session") == monitor.session_tag(self.session_key):
             await self.close(code=CLOSE_SESSION_ENDED)
-
-
-def _reject_constant(name: str) -> Any:
-    # NaN and Infinity are not JSON (RFC 8259); accepted, they would reach params and rows.
-    raise ValueError(f"{name} is not valid JSON")
 
 
 def _short(value: Any) -> Any:

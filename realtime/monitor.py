@@ -54,23 +54,20 @@ def unregister(consumer: TasksConsumer) -> None:
 async def _run() -> None:
     resync_every = float(tasklight("RESYNC_INTERVAL"))
     session_every = float(tasklight("SESSION_CHECK"))
+    jobs = [(resync_every, resync_all), (session_every, close_ended_sessions)]
+    last = [time.monotonic()] * len(jobs)
     tick = max(0.05, min(resync_every, session_every))
-    last_resync = last_session_check = time.monotonic()
     while _consumers:
         await asyncio.sleep(tick)
         clock = time.monotonic()
-        if clock - last_resync >= resync_every - 0.01:
-            last_resync = clock
+        for i, (every, job) in enumerate(jobs):
+            if clock - last[i] < every - 0.01:
+                continue
+            last[i] = clock
             try:
-                await resync_all()
-            except Exception as exc:
-                logger.warning("Tasklight resync pass failed: %s", exc)
-        if clock - last_session_check >= session_every - 0.01:
-            last_session_check = clock
-            try:
-                await close_ended_sessions()
-            except Exception as exc:
-                logger.warning("Tasklight session check failed: %s", exc)
+                await job()
+            except Exception as exc:  # one failing job must not stop the other
+                logger.warning("Tasklight %s failed: %s", job.__name__, exc)
 
 
 _last_pass: float | None = None

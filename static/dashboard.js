@@ -1,5 +1,5 @@
 // The dashboard: a launch form built from /api/launchable/ and the owner's tasks, live.
-import { api, formatElapsed, formatEta, isTerminal, percentOf, tasklight } from "./tasklight.js";
+import { api, downloadLink, formatElapsed, formatEta, isTerminal, percentOf, tasklight } from "./tasklight.js";
 
 const client = tasklight();
 const list = document.getElementById("task-list");
@@ -215,12 +215,7 @@ function render(task) {
   if (isTerminal(task)) {
     outcome.replaceChildren();
     if (task.state === "succeeded" && task.result && typeof task.result.download_url === "string") {
-      const a = document.createElement("a");
-      a.href = task.result.download_url;
-      a.textContent = "Download";
-      a.className = "download";
-      a.setAttribute("download", "");
-      outcome.append(a);
+      outcome.append(downloadLink(task.result.download_url, "download"));
     } else if (task.state === "failed" && task.error) {
       outcome.textContent = `${task.error.type}: ${task.error.message}`;
     }

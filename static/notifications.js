@@ -1,7 +1,7 @@
 // Loaded by the base template on every page: the connection indicator and the toasts
 // that tell the owner when any of their tasks succeeds, fails or is cancelled (and a
 // browser notification when the tab is hidden and the user has allowed them).
-import { tasklight } from "./tasklight.js";
+import { downloadLink, tasklight } from "./tasklight.js";
 
 const client = tasklight();
 const LABELS = { connecting: "Connecting…", live: "Live", reconnecting: "Reconnecting…", offline: "Offline" };
@@ -61,12 +61,7 @@ function toast(task) {
       item.append(result);
     }
     if (task.result && typeof task.result.download_url === "string") {
-      const link = document.createElement("a");
-      link.href = task.result.download_url;
-      link.textContent = "Download";
-      link.className = "toast-download";
-      link.setAttribute("download", "");
-      item.append(link);
+      item.append(downloadLink(task.result.download_url, "toast-download"));
     }
   }
   const close = document.createElement("button");

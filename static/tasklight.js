@@ -328,6 +328,16 @@ export function tasklight() {
 }
 
 /** "about 40 s left", or "" when there is no estimate. */
+// A link to a file a task produced (result.download_url), served to its owner only.
+export function downloadLink(url, className) {
+  const link = document.createElement("a");
+  link.href = url;
+  link.textContent = "Download";
+  link.className = className;
+  link.setAttribute("download", "");
+  return link;
+}
+
 export function formatEta(seconds) {
   if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return "";
   if (seconds < 1) return "less than a second left";

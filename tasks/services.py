@@ -56,6 +56,15 @@ def json_safe(value: Any) -> Any:
     return json.loads(text)
 
 
+def loads_strict(data: str | bytes) -> Any:
+    """JSON from a client: NaN and Infinity are not JSON (RFC 8259) and never reach params or rows."""
+    return json.loads(data, parse_constant=_reject_constant)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
 # ---- transitions (sync: called from Celery signal handlers and the watchdog) ----------
 def transition(
     task_id: str, *, to: str, allowed_from: frozenset[str], attempt_is: int | None = None, **changes: Any

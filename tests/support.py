@@ -292,6 +292,20 @@ class Visitor:
     async def get(self, path: str) -> Any:
         return await self.http.get(path)
 
+    async def owner_key(self) -> str:
+        """This visitor's owner key (tests start non-launchable tasks for it directly)."""
+        from asgiref.sync import sync_to_async
+
+        probe = await self.launch("demo.sleepy", seconds=0)
+        return await sync_to_async(owner_of)(probe["id"])
+
+    async def watch_all(self) -> Socket:
+        """A socket subscribed to all of this visitor's tasks, its snapshot read."""
+        ws = await self.socket()
+        await ws.send({"type": "subscribe"})
+        await ws.expect(lambda m: m["type"] == "snapshot")
+        return ws
+
     async def socket(self, origin: str | None = None) -> Socket:
         import websockets
 

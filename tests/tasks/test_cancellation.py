@@ -9,16 +9,9 @@ from asgiref.sync import sync_to_async
 
 from tasks.demo import export_path
 from tasks.models import TaskRun
-from tests.support import Daphne, Visitor, Worker, owner_of, send_owned_task, wait_until
+from tests.support import Daphne, Visitor, Worker, send_owned_task, wait_until
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
-
-
-async def watch_all(visitor):
-    ws = await visitor.socket()
-    await ws.send({"type": "subscribe"})
-    await ws.expect(lambda m: m["type"] == "snapshot")
-    return ws
 
 
 async def cancel(visitor, task_id):
@@ -27,9 +20,8 @@ async def cancel(visitor, task_id):
 
 async def test_a_queued_task_is_cancelled_at_once_and_its_body_never_runs_even_without_the_revoke(visitor):
     queue = f"later-{uuid.uuid4().hex[:6]}"
-    first = await visitor.launch("demo.sleepy", seconds=0)
-    owner = await sync_to_async(owner_of)(first["id"])
-    ws = await watch_all(visitor)
+    owner = await visitor.owner_key()
+    ws = await visitor.watch_all()
     # No worker consumes this queue yet: the revoke broadcast reaches nobody.
     task_id = await sync_to_async(send_owned_task)("demo.export_csv", owner, queue=queue, rows=50)
     response = await cancel(visitor, task_id)
@@ -51,7 +43,7 @@ async def test_a_queued_task_is_cancelled_at_once_and_its_body_never_runs_even_w
 
 
 async def test_a_cooperative_task_stops_at_its_next_report_and_cleans_up(visitor):
-    ws = await watch_all(visitor)
+    ws = await visitor.watch_all()
     task = await visitor.launch("demo.export_csv", rows=5_000_000)
     await ws.until_task(task["id"], lambda t: t["state"] == "running" and (t["progress"]["current"] or 0) > 0)
     assert export_path(task["id"]).exists()
@@ -71,9 +63,8 @@ async def test_a_stubborn_task_is_stopped_after_the_grace_period_and_its_process
     queue = f"stub-{uuid.uuid4().hex[:6]}"
     solo = await sync_to_async(lambda: Worker(concurrency=1, CELERY_TASK_DEFAULT_QUEUE=queue).start())()
     try:
-        first = await visitor.launch("demo.sleepy", seconds=0)
-        owner = await sync_to_async(owner_of)(first["id"])
-        ws = await watch_all(visitor)
+        owner = await visitor.owner_key()
+        ws = await visitor.watch_all()
         pool_before = await sync_to_async(lambda: wait_until(solo.pool_pids, 10, what="the pool process"))()
         task_id = await sync_to_async(send_owned_task)("demo.stubborn", owner, queue=queue, seconds=120)
         await ws.until_task(task_id, lambda t: t["state"] == "running", timeout=30)
@@ -97,7 +88,7 @@ async def test_a_stubborn_task_is_stopped_after_the_grace_period_and_its_process
 
 
 async def test_a_retrying_task_cancels_like_a_queued_one(visitor):
-    ws = await watch_all(visitor)
+    ws = await visitor.watch_all()
     task = await visitor.launch("demo.flaky", fail_times=3, retry_delay=3)
     await ws.until_task(task["id"], lambda t: t["state"] == "retrying")
     response = await cancel(visitor, task["id"])
@@ -112,7 +103,7 @@ async def test_a_retrying_task_cancels_like_a_queued_one(visitor):
 
 
 async def test_cancelling_a_finished_task_is_409_and_twice_is_harmless(visitor):
-    ws = await watch_all(visitor)
+    ws = await visitor.watch_all()
     running = await visitor.launch("demo.sleepy", seconds=30)
     await ws.until_task(running["id"], lambda t: t["state"] == "running")
     one = await cancel(visitor, running["id"])
@@ -143,7 +134,7 @@ async def test_cancelling_someone_elses_task_is_not_found(visitor, other_visitor
 async def test_a_cancel_sent_to_another_daphne_stops_the_task(visitor, live):
     other = await sync_to_async(lambda: Daphne().start())()
     try:
-        ws = await watch_all(visitor)
+        ws = await visitor.watch_all()
         task = await visitor.launch("demo.sleepy", seconds=30)
         await ws.until_task(task["id"], lambda t: t["state"] == "running")
         async with Visitor(other) as second_door:
@@ -158,7 +149,7 @@ async def test_a_cancel_sent_to_another_daphne_stops_the_task(visitor, live):
 
 
 async def test_cancel_over_the_websocket_answers_with_the_task(visitor):
-    ws = await watch_all(visitor)
+    ws = await visitor.watch_all()
     task = await visitor.launch("demo.sleepy", seconds=30)
     await ws.until_task(task["id"], lambda t: t["state"] == "running")
     await ws.send({"type": "cancel", "task_id": task["id"]})
@@ -175,9 +166,8 @@ async def test_where_the_pool_cannot_stop_a_task_its_state_says_so(visitor):
     queue = f"threads-{uuid.uuid4().hex[:6]}"
     threads = await sync_to_async(lambda: Worker(concurrency=1, pool="threads", CELERY_TASK_DEFAULT_QUEUE=queue).start())()
     try:
-        first = await visitor.launch("demo.sleepy", seconds=0)
-        owner = await sync_to_async(owner_of)(first["id"])
-        ws = await watch_all(visitor)
+        owner = await visitor.owner_key()
+        ws = await visitor.watch_all()
         task_id = await sync_to_async(send_owned_task)("demo.stubborn", owner, queue=queue, seconds=60)
         await ws.until_task(task_id, lambda t: t["state"] == "running", timeout=30)
         assert (await cancel(visitor, task_id)).status_code == 202
@@ -190,9 +180,8 @@ async def test_where_the_pool_cannot_stop_a_task_its_state_says_so(visitor):
 
 
 async def test_a_task_waiting_for_its_eta_cancels_like_a_queued_one(visitor, worker):
-    first = await visitor.launch("demo.sleepy", seconds=0)
-    owner = await sync_to_async(owner_of)(first["id"])
-    ws = await watch_all(visitor)
+    owner = await visitor.owner_key()
+    ws = await visitor.watch_all()
     task_id = await sync_to_async(send_owned_task)("demo.export_csv", owner, countdown=2, rows=50)
     # The worker holds an ETA task in memory until its time comes.
     await sync_to_async(wait_until)(lambda: task_id in worker.output(), 10, 0.05, "the worker to receive the ETA task")

@@ -10,7 +10,7 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from tasks.models import TaskRun
-from tests.support import Worker, owner_of, redis_server, send_owned_task, wait_until
+from tests.support import Worker, redis_server, send_owned_task, wait_until
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -24,15 +24,8 @@ def states(ws, task_id):
     return seen
 
 
-async def watch_all(visitor):
-    ws = await visitor.socket()
-    await ws.send({"type": "subscribe"})
-    await ws.expect(lambda m: m["type"] == "snapshot")
-    return ws
-
-
 async def test_a_task_goes_queued_running_succeeded_with_rising_percent_and_an_eta(visitor):
-    ws = await watch_all(visitor)
+    ws = await visitor.watch_all()
     task = await visitor.launch("demo.count_primes", limit=4_000_000)
     final = await ws.until_finished(task["id"])
     assert states(ws, task["id"]) == ["queued", "running", "succeeded"]
@@ -48,7 +41,7 @@ async def test_a_task_goes_queued_running_succeeded_with_rising_percent_and_an_e
 
 
 async def test_retries_are_shown_with_their_attempt_and_reason_then_success(visitor):
-    ws = await watch_all(visitor)
+    ws = await visitor.watch_all()
     task = await visitor.launch("demo.flaky", fail_times=2, retry_delay=0.2)
     final = await ws.until_finished(task["id"])
     assert final["state"] == "succeeded" and final["result"] == {"attempts": 3}
@@ -61,7 +54,7 @@ async def test_retries_are_shown_with_their_attempt_and_reason_then_success(visi
 
 
 async def test_a_failure_carries_type_and_message_but_no_traceback(visitor):
-    ws = await watch_all(visitor)
+    ws = await visitor.watch_all()
     task = await visitor.launch("demo.flaky", fail_times=5, retry_delay=0)
     final = await ws.until_finished(task["id"])
     assert final["state"] == "failed"
@@ -75,7 +68,7 @@ async def test_a_failure_carries_type_and_message_but_no_traceback(visitor):
 
 
 async def test_indeterminate_work_has_messages_but_no_total(visitor):
-    ws = await watch_all(visitor)
+    ws = await visitor.watch_all()
     task = await visitor.launch("demo.sleepy", seconds=1)
     running = await ws.until_task(task["id"], lambda t: t["state"] == "running" and t["progress"]["message"])
     assert running["progress"]["total"] is None and running["progress"]["percent"] is None
@@ -85,9 +78,8 @@ async def test_indeterminate_work_has_messages_but_no_total(visitor):
 
 
 async def test_a_million_reports_give_a_bounded_stream_ending_on_the_last_values(visitor):
-    first = await visitor.launch("demo.sleepy", seconds=0)
-    owner = await sync_to_async(owner_of)(first["id"])
-    ws = await watch_all(visitor)
+    owner = await visitor.owner_key()
+    ws = await visitor.watch_all()
     task_id = await sync_to_async(send_owned_task)("demo.tight_loop", owner, reports=1_000_000)
     final = await ws.until_finished(task_id, timeout=60)
     assert final["state"] == "succeeded"
@@ -102,7 +94,7 @@ async def test_a_million_reports_give_a_bounded_stream_ending_on_the_last_values
 
 
 async def test_the_download_link_serves_the_csv_to_its_owner(visitor):
-    ws = await watch_all(visitor)
+    ws = await visitor.watch_all()
     task = await visitor.launch("demo.export_csv", rows=2500)
     final = await ws.until_finished(task["id"])
     assert final["state"] == "succeeded"
@@ -115,7 +107,7 @@ async def test_the_download_link_serves_the_csv_to_its_owner(visitor):
 
 async def test_a_task_keeps_running_and_finishes_while_redis_is_stopped_and_restarted(visitor):
     redis = redis_server()
-    ws = await watch_all(visitor)
+    ws = await visitor.watch_all()
     task = await visitor.launch("demo.sleepy", seconds=4)
     await ws.until_task(task["id"], lambda t: t["state"] == "running")
     await sync_to_async(redis.stop)()
@@ -142,7 +134,7 @@ async def test_a_task_keeps_running_and_finishes_while_redis_is_stopped_and_rest
 
 
 async def test_a_pool_process_killed_mid_task_marks_the_task_failed_worker_lost(visitor, worker):
-    ws = await watch_all(visitor)
+    ws = await visitor.watch_all()
     task = await visitor.launch("demo.stubborn", seconds=60)
     running = await ws.until_task(task["id"], lambda t: t["state"] == "running")
     row = await TaskRun.objects.aget(id=task["id"])
@@ -160,9 +152,8 @@ async def test_a_worker_killed_whole_leaves_no_task_running_forever(visitor):
     queue = "lost-" + visitor.daphne.ws_url[-6:].strip("/") + str(id(visitor))
     doomed = await sync_to_async(lambda: Worker(concurrency=1, CELERY_TASK_DEFAULT_QUEUE=queue).start())()
     try:
-        first = await visitor.launch("demo.sleepy", seconds=0)
-        owner = await sync_to_async(owner_of)(first["id"])
-        ws = await watch_all(visitor)
+        owner = await visitor.owner_key()
+        ws = await visitor.watch_all()
         task_id = await sync_to_async(send_owned_task)("demo.stubborn", owner, queue=queue, seconds=120)
         await ws.until_task(task_id, lambda t: t["state"] == "running", timeout=30)
         await sync_to_async(doomed.kill)(signal.SIGKILL)
