@@ -24,12 +24,13 @@ $(BIN)/python: | check-python
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(RUN_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+# Exact versions from constraints.txt; pyproject.toml only declares the ranges the apps accept.
+$(RUN_STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[site]'
 	touch $@
 
-$(DEV_STAMP): pyproject.toml $(RUN_STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+$(DEV_STAMP): pyproject.toml constraints.txt $(RUN_STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[site,test,bench]'
 	touch $@
 
 install: $(DEV_STAMP)

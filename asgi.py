@@ -1,4 +1,7 @@
-"""ASGI entry point: HTTP through Django, WebSockets through Channels (see docs/realtime.md)."""
+"""ASGI entry point of the example site: HTTP through Django, WebSockets through Channels.
+
+Wired as docs/integration.md tells any host to wire it.
+"""
 
 import os
 
@@ -17,7 +20,7 @@ from realtime.routing import websocket_urlpatterns  # noqa: E402
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns()))),
     }
 )
 

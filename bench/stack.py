@@ -179,7 +179,7 @@ class Stack:
             "TASKLIGHT_MAX_ACTIVE_PER_OWNER": "10000",
             "CELERY_TASK_DEFAULT_QUEUE": self.queue,
             "DJANGO_STATIC_ROOT": str(self.tmp / "static"),
-            "TASKLIGHT_EXPORT_DIR": str(self.tmp / "exports"),
+            "TASKLIGHT_FILES_DIR": str(self.tmp / "exports"),
             "TASKLIGHT_CANCEL_GRACE": str(cancel_grace),
             "TASKLIGHT_KILL_AFTER": str(kill_after),
             "TASKLIGHT_WATCHDOG_INTERVAL": str(watchdog_interval),

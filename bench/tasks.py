@@ -19,6 +19,7 @@ from typing import Any
 from celery import shared_task
 from celery_progress.backend import ProgressRecorder
 
+from tasks.base import tracked_task
 from tasks.registry import launchable
 
 
@@ -46,7 +47,7 @@ _TICKER_PARAMS = {
 
 
 @launchable(label="Bench ticker", params=_TICKER_PARAMS)
-@shared_task(bind=True, name="bench.ticker")
+@tracked_task(name="bench.ticker")
 def ticker(self: Any, reports: int = 40, interval: float = 0.137) -> dict[str, float]:
     """Reports progress ``reports`` times, every ``interval`` seconds (Tasklight)."""
     progress = self.progress
@@ -71,7 +72,7 @@ def _per_call_us(n: int, loop: Any) -> float:
     label="Bench tight loop",
     params={"properties": {"n": {"type": "integer", "minimum": 1, "maximum": 10_000_000, "default": 200_000}}},
 )
-@shared_task(bind=True, name="bench.tight")
+@tracked_task(name="bench.tight")
 def tight(self: Any, n: int = 200_000) -> dict[str, float]:
     """Microseconds per report call in a task's loop: empty loop, advance(), set()."""
     progress = self.progress
@@ -113,7 +114,7 @@ def cp_tight(self: Any, n: int = 2_000) -> dict[str, float]:
     label="Bench spin",
     params={"properties": {"seconds": {"type": "number", "minimum": 0, "maximum": 600, "default": 30}}},
 )
-@shared_task(bind=True, name="bench.spin")
+@tracked_task(name="bench.spin")
 def spin(self: Any, seconds: float = 30) -> dict[str, float]:
     """CPU work in a loop that reports after every small step (cooperative cancel)."""
     progress = self.progress

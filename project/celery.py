@@ -1,7 +1,7 @@
-"""The Celery app: configured from Django settings, tasks autodiscovered.
+"""The example site's Celery app, as any Django project has one.
 
-Every task of this app is a ``tasks.base.TrackedTask`` (``task_cls``), so Tasklight
-tracks the whole life of every task, Tasklight-aware or not. See docs/progress.md.
+Tasklight makes no Celery app and replaces no task class: the demo tasks opt in to
+tracking with ``base=TrackedTask`` (docs/integration.md).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from celery import Celery
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
-app = Celery("tasklight", task_cls="tasks.base:TrackedTask")
+app = Celery("project")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
-app.autodiscover_tasks(related_name="demo")

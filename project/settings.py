@@ -1,4 +1,8 @@
-"""Django settings, read from the environment only (see project/env.py and README.md)."""
+"""Settings of the example site, read from the environment only (project/env.py, README.md).
+
+Tasklight is added here exactly as docs/integration.md shows any host: two apps, a
+channel layer, a ``TASKLIGHT`` dict (every key has a default), its URLs and socket.
+"""
 
 from __future__ import annotations
 
@@ -39,6 +43,8 @@ INSTALLED_APPS = [
     "channels",
     "tasks",
     "realtime",
+    # The demo tasks: an app of the example site, not part of the installable apps.
+    "project.demo",
 ]
 
 MIDDLEWARE = [
@@ -111,7 +117,6 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = DEBUG
 
-CSRF_FAILURE_VIEW = "tasks.views.csrf_failure"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
@@ -148,31 +153,20 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 
 # ---- Tasklight ----------------------------------------------------------------------
+# Every key has a default (docs/integration.md); the example site reads each from the
+# environment variable TASKLIGHT_<KEY> when it is set.
 TASKLIGHT: dict[str, Any] = {
-    # Seconds between two publishes of one task's progress (about 10 a second).
-    "PUBLISH_INTERVAL": env_float("TASKLIGHT_PUBLISH_INTERVAL", 0.1),
-    # A running task whose heartbeat is older than this is "worker lost".
-    "HEARTBEAT_TIMEOUT": env_float("TASKLIGHT_HEARTBEAT_TIMEOUT", 20.0),
-    # A cancel that the task has not honoured after this many seconds is enforced.
-    "CANCEL_GRACE": env_float("TASKLIGHT_CANCEL_GRACE", 10.0),
-    # Seconds between SIGTERM and SIGKILL when a cancel is enforced.
-    "KILL_AFTER": env_float("TASKLIGHT_KILL_AFTER", 3.0),
-    # How often the worker-side watchdog looks for lost workers and overdue cancels.
-    "WATCHDOG_INTERVAL": env_float("TASKLIGHT_WATCHDOG_INTERVAL", 1.0),
-    # Consumers re-read what they watch this often while a watched task is unfinished.
-    "RESYNC_INTERVAL": env_float("TASKLIGHT_RESYNC_INTERVAL", 5.0),
-    # Open sockets whose session has expired or been flushed are closed this often.
-    "SESSION_CHECK": env_float("TASKLIGHT_SESSION_CHECK", 15.0),
-    # Live objects in Redis expire this long after their last change.
-    "LIVE_TTL": env_float("TASKLIGHT_LIVE_TTL", 24 * 3600.0),
-    "EXPORT_DIR": Path(env_str("TASKLIGHT_EXPORT_DIR", str(BASE_DIR / "var" / "exports"))),
-    # Unfinished tasks one owner may have at once; the next launch answers 429.
-    "MAX_ACTIVE_PER_OWNER": int(env_float("TASKLIGHT_MAX_ACTIVE_PER_OWNER", 10)),
-    # Files written by tasks (demo.export_csv) are deleted this long after they were made.
-    "EXPORT_TTL": env_float("TASKLIGHT_EXPORT_TTL", 24 * 3600.0),
-    # How many of an owner's tasks a snapshot or the list API returns.
-    "RECENT_LIMIT": int(env_float("TASKLIGHT_RECENT_LIMIT", 50)),
+    "REDIS_URL": REDIS_URL,
+    "REDIS_PREFIX": TASKLIGHT_REDIS_PREFIX,
+    "FILES_DIR": Path(env_str("TASKLIGHT_FILES_DIR", str(BASE_DIR / "var" / "files"))),
 }
+for _key in ("PUBLISH_INTERVAL", "HEARTBEAT_TIMEOUT", "CANCEL_GRACE", "KILL_AFTER", "WATCHDOG_INTERVAL",
+             "RESYNC_INTERVAL", "SESSION_CHECK", "LIVE_TTL", "FILES_TTL"):
+    if env_str(f"TASKLIGHT_{_key}"):
+        TASKLIGHT[_key] = env_float(f"TASKLIGHT_{_key}", 0.0)
+for _key in ("MAX_ACTIVE_PER_OWNER", "RECENT_LIMIT", "RETENTION_DAYS"):
+    if env_str(f"TASKLIGHT_{_key}"):
+        TASKLIGHT[_key] = int(env_float(f"TASKLIGHT_{_key}", 0.0))
 
 LOGGING = {
     "version": 1,

@@ -1,14 +1,20 @@
+"""Tasklight's delivery app (label ``tasklight_realtime``): the WebSocket and its hub."""
+
 from __future__ import annotations
 
 from django.apps import AppConfig
 
 
-class RealtimeConfig(AppConfig):
+class TasklightRealtimeConfig(AppConfig):
     name = "realtime"
+    label = "tasklight_realtime"
     verbose_name = "Tasklight realtime"
 
     def ready(self) -> None:
-        from realtime import monitor  # noqa: F401  (connects the logout signal)
+        from django.contrib.auth.signals import user_logged_out
+
+        from realtime import monitor
         from realtime.transport import allow_protocol_close_codes
 
+        user_logged_out.connect(monitor.on_logout, dispatch_uid="tasklight.on_logout")
         allow_protocol_close_codes()

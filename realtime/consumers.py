@@ -1,4 +1,4 @@
-"""``/ws/tasks/``: the WebSocket protocol of SPEC.md section 5 (docs/protocol.md).
+"""``/ws/tasks/``: the WebSocket protocol (docs/protocol.md).
 
 Thin: authenticate (at connect), authorize every task id against the owner, validate
 each frame, delegate to tasks/ selectors and services, and turn layer events into
@@ -11,15 +11,17 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from realtime import monitor
 from realtime.fanout import hub
-from realtime.groups import group_for_owner, group_for_session, group_for_task
-from tasks import registry, selectors, services
-from tasks.models import TERMINAL_STATES
+from realtime.transport import CLOSE_POLICY, CLOSE_SESSION_ENDED, CLOSE_TOO_BIG
+from tasks import selectors, services
+from tasks.contracts import TERMINAL_STATES, AlreadyFinished, NotFound, TasklightError, TaskObject
+from tasks.groups import group_for_owner, group_for_session, group_for_task
 from tasks.owners import Owner, owner_for_scope
 
 logger = logging.getLogger(__name__)
@@ -29,15 +31,17 @@ RATE = 20.0  # messages per second, sustained
 BURST = 40.0  # messages allowed at once
 STRIKES = 20  # rate-limited messages in a row before the connection is closed
 SUBSCRIBE_COST = 5.0  # tokens a subscribe takes
-CLOSE_TOO_BIG = 1009
-CLOSE_POLICY = 1008
-CLOSE_SESSION_ENDED = 4001
 TERMINAL = frozenset(str(s) for s in TERMINAL_STATES)
 
 
 class TasksConsumer(AsyncWebsocketConsumer):
     owner: Owner | None
     session_key: str | None
+    # No channel of its own: updates reach a connection through its process's hub
+    # (realtime/fanout.py), so a per-socket layer subscription in Redis would only cost
+    # memory. get_channel_layer() answers None for an alias that is not configured, and
+    # Channels then gives the consumer no channel (channels/consumer.py).
+    channel_layer_alias = "tasklight.none"
 
     async def connect(self) -> None:
         # State first: disconnect() runs even when the rest of connect() fails.
@@ -129,6 +133,8 @@ class TasksConsumer(AsyncWebsocketConsumer):
             return
         try:
             await handler(self, message)
+        except TasklightError as exc:
+            await self.send_failure(exc)
         except Exception:
             logger.warning("Could not serve a %s request", kind, exc_info=True)
             await self.send_error("unavailable", "the request could not be served now; try again")
@@ -159,7 +165,7 @@ class TasksConsumer(AsyncWebsocketConsumer):
         newly = task_id not in self.watched
         self.watched.add(task_id)
 
-        async def read() -> list[dict[str, Any]]:
+        async def read() -> list[TaskObject]:
             found = await selectors.get_owned_row(self.owner, task_id)
             return await selectors.objects_for_rows([found]) if found else []
 
@@ -228,12 +234,8 @@ class TasksConsumer(AsyncWebsocketConsumer):
             return
         try:
             obj = await services.request_cancel(owner=self.owner, task_id=task_id)
-        except services.NotFound:
-            await self.send_error("not_found", "no such task", task_id=task_id)
-            return
-        except services.AlreadyFinished as exc:
-            await self.send_error("already_finished", "the task has already finished", task_id=task_id)
-            await self.send_objects([exc.obj])
+        except (NotFound, AlreadyFinished) as exc:
+            await self.send_failure(exc, task_id=task_id)
             return
         await self.send_objects([obj])
 
@@ -241,20 +243,7 @@ class TasksConsumer(AsyncWebsocketConsumer):
         if self.owner is None:
             await self.send_error("bad_request", "no session: load the page first")
             return
-        try:
-            obj = await services.launch(owner=self.owner, name=message.get("name"), params=message.get("params"))
-        except registry.UnknownTask:
-            await self.send_error("unknown_task", "no launchable task has that name")
-            return
-        except registry.InvalidParams as exc:
-            await self.send_error("invalid_params", str(exc))
-            return
-        except services.TooManyActive as exc:
-            await self.send_error("rate_limited", f"you already have {exc.args[0]} unfinished tasks; wait for one to end")
-            return
-        except services.BrokerUnavailable:
-            await self.send_error("unavailable", "the task queue is unavailable; try again shortly")
-            return
+        obj = await services.launch(owner=self.owner, name=message.get("name"), params=message.get("params"))
         await self.send_objects([obj])
 
     async def on_ping(self, message: dict[str, Any]) -> None:
@@ -269,10 +258,16 @@ class TasksConsumer(AsyncWebsocketConsumer):
     }
 
     # ---- frames to the client --------------------------------------------------------
+    async def send_failure(self, exc: TasklightError, **extra: Any) -> None:
+        """The one mapping of a TasklightError to the socket: an error frame (and the task)."""
+        await self.send_error(exc.code, exc.detail, **extra)
+        if exc.task is not None:
+            await self.send_objects([exc.task])
+
     async def send_error(self, code: str, detail: str, **extra: Any) -> None:
         await self.send(text_data=json.dumps({"type": "error", "code": code, "detail": detail, **extra}))
 
-    async def send_snapshot(self, objects: list[dict[str, Any]]) -> None:
+    async def send_snapshot(self, objects: Sequence[TaskObject]) -> None:
         # Never an object older than one this connection already sent (a snapshot read
         # while Redis is away knows only the rows): per-task seq order holds throughout.
         objects = [o for o in objects if o["seq"] >= self.seqs.get(o["id"], -1)]
@@ -281,7 +276,7 @@ class TasksConsumer(AsyncWebsocketConsumer):
                 self._remember(obj["id"], obj["seq"], obj["state"])
         await self.send(text_data=json.dumps({"type": "snapshot", "tasks": objects}, separators=(",", ":")))
 
-    async def send_objects(self, objects: list[dict[str, Any]]) -> None:
+    async def send_objects(self, objects: Sequence[TaskObject]) -> None:
         """Send each object that is newer than what this connection has already had."""
         if self.held is not None:
             self.held.append(("objects", objects))

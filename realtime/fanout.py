@@ -19,6 +19,8 @@ from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
 
+from tasks import conf
+
 logger = logging.getLogger(__name__)
 
 
@@ -28,9 +30,9 @@ class Member(Protocol):
 
 class Hub:
     def __init__(self) -> None:
-        layer = get_channel_layer()
+        layer = get_channel_layer(conf.get().CHANNEL_LAYER)
         if layer is None:
-            raise RuntimeError("CHANNEL_LAYERS is not configured: Tasklight cannot deliver updates.")
+            raise RuntimeError("Tasklight's channel layer is not configured (manage.py check: tasklight.E001).")
         self.layer = layer
         self.channel: str | None = None
         self.members: dict[str, set[Member]] = {}

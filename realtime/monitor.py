@@ -6,7 +6,7 @@
   trip for the whole process, every unfinished task some connection watches, and
   sends each connection whatever is newer than what it has (by ``seq``).
 - Sessions: Channels authenticates only at connect. Every ``SESSION_CHECK`` seconds
-  (settings.TASKLIGHT) the loop closes connections whose session has ended (expiry,
+  (``TASKLIGHT``) the loop closes connections whose session has ended (expiry,
   flush); ``user_logged_out`` closes them at once through the session's group.
 """
 
@@ -18,13 +18,20 @@ import logging
 import time
 import weakref
 from datetime import UTC, datetime
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from asgiref.sync import async_to_sync, sync_to_async
+from channels.layers import get_channel_layer
 from django.conf import settings
-from django.contrib.auth.signals import user_logged_out
-from django.dispatch import receiver
+from django.utils import timezone
 
-from project.conf import tasklight
+from realtime.transport import CLOSE_SESSION_ENDED
+from tasks import conf
+from tasks.contracts import SessionEndEvent
+from tasks.groups import group_for_session
+from tasks.models import TaskRun
+from tasks.selectors import objects_for_rows
 
 if TYPE_CHECKING:
     from realtime.consumers import TasksConsumer
@@ -52,8 +59,8 @@ def unregister(consumer: TasksConsumer) -> None:
 
 
 async def _run() -> None:
-    resync_every = float(tasklight("RESYNC_INTERVAL"))
-    session_every = float(tasklight("SESSION_CHECK"))
+    resync_every = conf.get().RESYNC_INTERVAL
+    session_every = conf.get().SESSION_CHECK
     jobs = [(resync_every, resync_all), (session_every, close_ended_sessions)]
     last = [time.monotonic()] * len(jobs)
     tick = max(0.05, min(resync_every, session_every))
@@ -80,12 +87,9 @@ async def resync_all() -> int:
     the rows of "subscribe all" owners changed since the previous pass (a task whose
     every publish was lost is still found).
     """
-    from tasks.models import TaskRun
-    from tasks.selectors import objects_for_rows
-
     global _last_pass
     started = time.time()
-    margin = max(2.0, 2 * float(tasklight("RESYNC_INTERVAL")))
+    margin = max(2.0, 2 * conf.get().RESYNC_INTERVAL)
     since = (_last_pass if _last_pass is not None else started) - margin
     _last_pass = started
 
@@ -131,48 +135,44 @@ async def resync_all() -> int:
 
 
 async def close_ended_sessions() -> None:
-    from django.contrib.sessions.models import Session
-    from django.utils import timezone
-
-    from realtime.consumers import CLOSE_SESSION_ENDED
-
-    if settings.SESSION_ENGINE != "django.contrib.sessions.backends.db":
-        return
+    """Close the sockets whose session has expired or was deleted (any server-side engine)."""
     consumers = [c for c in list(_consumers) if c.session_key]
-    keys = {c.session_key for c in consumers}
+    keys = {c.session_key for c in consumers if c.session_key}
     if not keys:
         return
-    alive = {
-        k
-        async for k in Session.objects.filter(session_key__in=list(keys), expire_date__gt=timezone.now()).values_list(
-            "session_key", flat=True
-        )
-    }
+    alive = await _alive_sessions(keys)
     for consumer in consumers:
         if consumer.session_key not in alive:
             await consumer.close(code=CLOSE_SESSION_ENDED)
 
 
-@receiver(user_logged_out)
+async def _alive_sessions(keys: set[str]) -> set[str]:
+    store_class = import_module(settings.SESSION_ENGINE).SessionStore
+    if settings.SESSION_ENGINE == "django.contrib.sessions.backends.db":
+        model = store_class.get_model_class()  # one query for the whole process
+        query = model.objects.filter(session_key__in=list(keys), expire_date__gt=timezone.now())
+        return {k async for k in query.values_list("session_key", flat=True)}
+
+    def exists(key: str) -> bool:
+        return bool(store_class().exists(key))
+
+    return {k for k in keys if await sync_to_async(exists)(k)}
+
+
 def on_logout(sender: Any, request: Any = None, user: Any = None, **_: Any) -> None:
     """Close the sockets of the session that logs out, at once, in every Daphne process."""
     session = getattr(request, "session", None) if request is not None else None
     key = getattr(session, "session_key", None)
     if not key:
         return
-    from asgiref.sync import async_to_sync
-    from channels.layers import get_channel_layer
-
-    from realtime.groups import group_for_session
-
     try:
-        layer = get_channel_layer()
+        layer = get_channel_layer(conf.get().CHANNEL_LAYER)
         group = group_for_session(key)
-        message = {"type": "session.end", "session": session_tag(key), "group": group}
+        message: SessionEndEvent = {"type": "session.end", "session": session_tag(key), "group": group}
 
         async def announce() -> None:
             # Bounded: a Redis that does not answer must not hang the logout request.
-            await asyncio.wait_for(layer.group_send(group, message), 2.0)
+            await asyncio.wait_for(layer.group_send(group, dict(message)), 2.0)
 
         async_to_sync(announce)()
     except Exception as exc:

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 from typing import Any
 
-PROTOCOL_CLOSE_CODES = frozenset({1008, 1009, 1011})
+CLOSE_POLICY = 1008  # a client that keeps breaking the rate limit
+CLOSE_TOO_BIG = 1009  # a frame over the size limit
+CLOSE_SESSION_ENDED = 4001  # logout, expiry, password change, account deactivated
+PROTOCOL_CLOSE_CODES = frozenset({CLOSE_POLICY, CLOSE_TOO_BIG, 1011})
 
 
 def allow_protocol_close_codes() -> None:
     """Patch Daphne's server-side close once per process (a no-op without Daphne)."""
     try:
-        from daphne.ws_protocol import WebSocketProtocol
+        from daphne.ws_protocol import WebSocketProtocol  # optional dependency: any ASGI server will do
     except ImportError:  # another ASGI server: nothing to do
         return
     if getattr(WebSocketProtocol, "_tasklight_close_codes", False):

@@ -1,5 +1,5 @@
 // The dashboard: a launch form built from /api/launchable/ and the owner's tasks, live.
-import { api, downloadLink, formatElapsed, formatEta, isTerminal, percentOf, tasklight } from "./tasklight.js";
+import { api, downloadLink, formatElapsed, formatEta, isTerminal, percentOf, tasklight } from "./tasklight/tasklight.js";
 
 const client = tasklight();
 const list = document.getElementById("task-list");
@@ -72,7 +72,7 @@ function readParams() {
 }
 
 async function loadLaunchables() {
-  const data = await api("/api/launchable/");
+  const data = await api("launchable/");
   launchables = data.tasks;
   select.replaceChildren(...launchables.map((t) => new Option(t.label, t.name)));
   paramInputs(launchables[0]);

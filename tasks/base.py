@@ -1,15 +1,23 @@
-"""The base class of every task of the app (``task_cls``): progress and cancellation."""
+"""The base class of a tracked task: progress and cancellation (docs/integration.md).
+
+Built on Celery's Django task class, so ``delay_on_commit`` and
+``apply_async_on_commit`` stay. A host opts in per task::
+
+    @shared_task(bind=True, base=TrackedTask)     # or @tracked_task()
+    def export(self, rows): ...
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from celery import Task
+from celery import shared_task
+from celery.contrib.django.task import DjangoTask
 
 from tasks.progress import Progress, TaskCancelled, reporter
 
 
-class TrackedTask(Task):
+class TrackedTask(DjangoTask):
     # A cancel is an expected outcome: Celery logs it at INFO, without a traceback.
     throws = (TaskCancelled,)
 
@@ -35,3 +43,10 @@ class TrackedTask(Task):
         except TaskCancelled:
             self.on_cancel(request.id, args, kwargs)
             raise
+
+
+def tracked_task(*args: Any, **options: Any) -> Any:
+    """``shared_task`` with ``bind=True`` and ``base=TrackedTask``: ``@tracked_task()``."""
+    options.setdefault("bind", True)
+    options.setdefault("base", TrackedTask)
+    return shared_task(*args, **options)

@@ -7,18 +7,9 @@ import uuid
 from django.conf import settings
 from django.db import models
 
+from tasks.contracts import ACTIVE_STATES, TERMINAL_STATES, State
 
-class State(models.TextChoices):
-    QUEUED = "queued"
-    RUNNING = "running"
-    RETRYING = "retrying"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-TERMINAL_STATES = frozenset({State.SUCCEEDED, State.FAILED, State.CANCELLED})
-ACTIVE_STATES = frozenset({State.QUEUED, State.RUNNING, State.RETRYING})
+__all__ = ["ACTIVE_STATES", "TERMINAL_STATES", "State", "TaskRun"]
 
 
 class TaskRun(models.Model):
@@ -54,10 +45,11 @@ class TaskRun(models.Model):
     updated_at = models.DateTimeField()
 
     class Meta:
+        db_table = "tasklight_taskrun"
         ordering = ["-created_at"]
         indexes = [
-            models.Index(fields=["owner_key", "-created_at"], name="taskrun_owner_recent"),
-            models.Index(fields=["state"], name="taskrun_state"),
+            models.Index(fields=["owner_key", "-created_at"], name="tasklight_run_owner_recent"),
+            models.Index(fields=["state"], name="tasklight_run_state"),
         ]
 
     def __str__(self) -> str:

@@ -1,7 +1,7 @@
-"""The task object of SPEC.md section 3, built here and nowhere else.
+"""The task object (docs/protocol.md), built here and nowhere else.
 
 The row (database) is the authority on state, owner, result and error; the live
-record in Redis (see realtime/live.py) adds the latest progress and ETA of a running
+record in Redis (tasks/live.py) adds the latest progress and ETA of a running
 task and carries the newest ``seq``.
 """
 
@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from tasks.models import TERMINAL_STATES, TaskRun
+from tasks.contracts import TERMINAL_STATES, TaskObject
+from tasks.models import TaskRun
 
 # Fields that come from the row; the live record may only add progress and ETA.
 ROW_FIELDS = (
@@ -99,7 +100,7 @@ def row_disagrees(row: TaskRun, live: dict[str, Any] | None) -> bool:
     return "cancel_requested" in live and bool(live["cancel_requested"]) != row.cancel_requested
 
 
-def task_object(row: TaskRun, live: dict[str, Any] | None = None) -> dict[str, Any]:
+def task_object(row: TaskRun, live: dict[str, Any] | None = None) -> TaskObject:
     """The full task object: the row, with the live record's progress when it is newer."""
     obj = row_fields(row)
     obj["progress"] = row.progress or empty_progress()
@@ -123,7 +124,7 @@ def task_object(row: TaskRun, live: dict[str, Any] | None = None) -> dict[str, A
         obj["seq"] = max(row.seq, live_seq + 1 if row_disagrees(row, live) else live_seq)
     if obj["state"] in TERMINAL_STATES:
         obj["eta_seconds"] = None
-    return obj
+    return cast(TaskObject, obj)
 
 
 def empty_progress() -> dict[str, Any]:

@@ -2,8 +2,8 @@
 
 Reporting is an in-memory write: ``Progress.advance()`` / ``set()`` store the latest
 values and check a local cancel flag, nothing more. The worker's publisher thread
-(realtime/publisher.py) samples those values about ten times a second, turns them into
-the ``progress`` object and ETA of SPEC.md section 3, and sends them on.
+(tasks/worker/publisher.py) samples those values about ten times a second, turns them into
+the ``progress`` object and ETA of the task object, and sends them on.
 
     @app.task(bind=True)
     def import_rows(self, path):
@@ -21,6 +21,8 @@ import math
 import threading
 import time
 from typing import Any
+
+from celery import current_task
 
 _KEEP: Any = object()
 
@@ -119,8 +121,6 @@ _reporters_lock = threading.Lock()
 def reporter(task: Any = None) -> Progress:
     """The ``Progress`` of the given (or current) task; a detached one outside a worker."""
     if task is None:
-        from celery import current_task
-
         task = current_task
     task_id = getattr(getattr(task, "request", None), "id", None) if task is not None else None
     if task_id is None:

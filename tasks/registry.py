@@ -1,6 +1,8 @@
-"""The tasks a client may start, with a JSON Schema for each one's params (SPEC.md 4).
+"""The tasks a client may start, with a JSON Schema for each one's params.
 
-No other task name is ever accepted from a client.
+No other task name is ever accepted from a client. ``@launchable`` tasks are found in
+the modules ``TASKLIGHT["LAUNCHABLE_MODULES"]`` names (``tasks`` and ``launchables``)
+of every installed app, imported on the first look-up in each process.
 """
 
 from __future__ import annotations
@@ -9,15 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from django.utils.module_loading import autodiscover_modules
 from jsonschema import Draft202012Validator
 
-
-class UnknownTask(Exception):
-    pass
-
-
-class InvalidParams(Exception):
-    pass
+from tasks import conf
+from tasks.contracts import InvalidParams, UnknownTask
 
 
 @dataclass(frozen=True)
@@ -53,7 +51,17 @@ class Launchable:
         return filled
 
 
+# Owned by this module: launchables by task name, filled by @launchable as modules load.
 _registry: dict[str, Launchable] = {}
+_discovered = False
+
+
+def discover() -> None:
+    """Import the launchable modules of every installed app, once per process."""
+    global _discovered
+    if not _discovered:
+        _discovered = True
+        autodiscover_modules(*conf.get().LAUNCHABLE_MODULES)
 
 
 def launchable(
@@ -73,12 +81,14 @@ def launchable(
 
 
 def get(name: Any) -> Launchable:
+    discover()
     if not isinstance(name, str) or name not in _registry:
-        raise UnknownTask(str(name)[:100])
+        raise UnknownTask()
     return _registry[name]
 
 
 def all_launchable() -> list[Launchable]:
+    discover()
     return list(_registry.values())
 
 

@@ -1,4 +1,4 @@
-"""Reads of task runs, always scoped to one owner (SPEC.md 2): selectors, not services."""
+"""Reads of task runs, always scoped to one owner: selectors, not services."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import logging
 import uuid
 from typing import Any
 
-from project.conf import tasklight
+from tasks import conf, live
+from tasks.contracts import TaskObject
 from tasks.models import TaskRun
 from tasks.objects import row_disagrees, task_object
 from tasks.owners import Owner
@@ -38,8 +39,6 @@ async def live_records(rows: list[TaskRun]) -> dict[str, dict[str, Any]]:
     Finished rows too: their terminal frame was published with a ``seq`` above the
     row's, and a snapshot must never be older than a frame a client already has.
     """
-    from realtime import live
-
     ids = [str(r.id) for r in rows]
     if not ids:
         return {}
@@ -50,7 +49,7 @@ async def live_records(rows: list[TaskRun]) -> dict[str, dict[str, Any]]:
         return {}
 
 
-async def objects_for_rows(rows: list[TaskRun]) -> list[dict[str, Any]]:
+async def objects_for_rows(rows: list[TaskRun]) -> list[TaskObject]:
     records = await live_records(rows)
     # A row read before a change and its live record read after it would pair the old
     # state with the new seq (and the real frame of that seq would then be dropped as
@@ -63,18 +62,18 @@ async def objects_for_rows(rows: list[TaskRun]) -> list[dict[str, Any]]:
     return [task_object(r, records.get(str(r.id))) for r in rows]
 
 
-async def object_for_row(row: TaskRun) -> dict[str, Any]:
+async def object_for_row(row: TaskRun) -> TaskObject:
     return (await objects_for_rows([row]))[0]
 
 
 async def recent_rows(owner: Owner | None, limit: int | None = None) -> list[TaskRun]:
     if owner is None:
         return []
-    limit = limit or int(tasklight("RECENT_LIMIT"))
+    limit = limit or conf.get().RECENT_LIMIT
     return [r async for r in TaskRun.objects.filter(owner_key=owner.key).order_by("-created_at")[:limit]]
 
 
-async def recent_objects(owner: Owner | None) -> list[dict[str, Any]]:
+async def recent_objects(owner: Owner | None) -> list[TaskObject]:
     """The owner's recent tasks, newest first, as task objects."""
     return await objects_for_rows(await recent_rows(owner))
 

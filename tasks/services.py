@@ -1,7 +1,9 @@
 """Writes to task runs: every state transition, launch and cancel (docs/progress.md).
 
 The row is written first (the durable record), then the change is published through
-realtime/publisher.py. Transitions are conditional: a terminal state never changes.
+``tasks.publishing.publish``. Transitions are conditional: a terminal state never
+changes. ``start_task`` / ``astart_task`` are the public way for a host's own views to
+launch a launchable task for the person making the request.
 """
 
 from __future__ import annotations
@@ -10,38 +12,31 @@ import json
 import logging
 from typing import Any
 
-from asgiref.sync import sync_to_async
+from asgiref.sync import async_to_sync, sync_to_async
+from celery import current_app
 from django.db import transaction
+from django.http import HttpRequest
 
-from project.conf import tasklight
-from tasks import registry
-from tasks.models import ACTIVE_STATES, TERMINAL_STATES, State, TaskRun
-from tasks.objects import change_fields, next_seq, now, task_object
-from tasks.owners import Owner
+from tasks import conf, registry, selectors
+from tasks.contracts import (
+    ACTIVE_STATES,
+    TERMINAL_STATES,
+    AlreadyFinished,
+    NotAllowed,
+    NotFound,
+    State,
+    TaskObject,
+    TooManyActive,
+    Unavailable,
+)
+from tasks.models import TaskRun
+from tasks.objects import next_seq, now, task_object
+from tasks.owners import Owner, owner_for_request
+from tasks.publishing import Change, publish
 
 logger = logging.getLogger(__name__)
 
 RESULT_LIMIT = 32 * 1024
-
-
-class NotFound(Exception):
-    pass
-
-
-class AlreadyFinished(Exception):
-    def __init__(self, obj: dict[str, Any]) -> None:
-        super().__init__("already finished")
-        self.obj = obj
-
-
-class TooManyActive(Exception):
-    """The owner already has the most unfinished tasks allowed (TASKLIGHT_MAX_ACTIVE_PER_OWNER)."""
-
-
-class BrokerUnavailable(Exception):
-    def __init__(self, obj: dict[str, Any]) -> None:
-        super().__init__("broker unavailable")
-        self.obj = obj
 
 
 def json_safe(value: Any) -> Any:
@@ -138,11 +133,28 @@ def error_dict(exc: BaseException | None, *, type_name: str | None = None, messa
 
 
 # ---- launch and cancel (async: called from the HTTP API and the consumer) -------------
-async def launch(*, owner: Owner, name: Any, params: Any) -> dict[str, Any]:
+async def astart_task(request: HttpRequest, name: str, params: dict[str, Any] | None = None) -> TaskObject:
+    """Launch a launchable task for the person making ``request``; its task object.
+
+    For a host's own async views. Raises a ``tasks.contracts.TasklightError``
+    (``UnknownTask``, ``InvalidParams``, ``TooManyActive``, ``NotAllowed``, ``Unavailable``).
+    """
+    owner = await owner_for_request(request)
+    if owner is None:
+        raise NotAllowed()
+    return await launch(owner=owner, name=name, params=params or {})
+
+
+def start_task(request: HttpRequest, name: str, params: dict[str, Any] | None = None) -> TaskObject:
+    """``astart_task`` for a host's ordinary (sync) views."""
+    return async_to_sync(astart_task)(request, name, params)
+
+
+async def launch(*, owner: Owner, name: Any, params: Any) -> TaskObject:
     """Validate, create the run, send it to Celery, publish ``queued``; the task object."""
     spec = registry.get(name)
     clean = spec.validate(params)
-    limit = int(tasklight("MAX_ACTIVE_PER_OWNER"))
+    limit = conf.get().MAX_ACTIVE_PER_OWNER
     if await TaskRun.objects.filter(owner_key=owner.key, state__in=ACTIVE_STATES).acount() >= limit:
         raise TooManyActive(limit)
     moment = now()
@@ -157,7 +169,7 @@ async def launch(*, owner: Owner, name: Any, params: Any) -> dict[str, Any]:
         seq=next_seq(0),
     )
     # Published before it is sent, so "queued" can never arrive after the worker's "running".
-    queued = await publish_row_async(row)
+    queued = await publish_row(row)
     try:
         await sync_to_async(_send_to_broker, thread_sensitive=False)(row)
     except Exception as exc:
@@ -169,59 +181,49 @@ async def launch(*, owner: Owner, name: Any, params: Any) -> dict[str, Any]:
             error=error_dict(exc, type_name="BrokerUnavailable", message="The task queue is unavailable; try again."),
         )
         obj = task_object(failed or row)
-        await publish_row_async(failed or row)
-        raise BrokerUnavailable(obj) from exc
+        await publish_row(failed or row)
+        raise Unavailable(task=obj) from exc
     return queued or task_object(row)
 
 
 def _send_to_broker(row: TaskRun) -> None:
-    from celery import current_app
-
     current_app.tasks[row.name].apply_async(kwargs=row.params, task_id=str(row.id))
 
 
-async def publish_row_async(row: TaskRun, only: tuple[str, ...] | None = None) -> dict[str, Any] | None:
+async def publish_row(row: TaskRun, only: tuple[str, ...] | None = None, *, cancel: bool = False) -> TaskObject | None:
     """Publish a change of the row from an async caller; the published object, or None."""
-    from realtime.publisher import publish
-
-    patch, full = change_fields(row, only)
+    change = Change.of_row(row, only)
+    change.cancel = cancel
     try:
-        return await publish(str(row.id), patch, owner_key=row.owner_key or None, seq_floor=row.seq, full=full)
+        return await publish(change)
     except Exception as exc:
         # The row holds the truth; watchers catch up by resync when Redis is back.
         logger.warning("Could not publish %s (%s)", row.id, exc)
         return None
 
 
-async def request_cancel(*, owner: Owner, task_id: str) -> dict[str, Any]:
-    """Record a cancel request for one of the owner's runs (SPEC.md 4); the task object.
+async def request_cancel(*, owner: Owner, task_id: str) -> TaskObject:
+    """Record a cancel request for one of the owner's runs; the task object.
 
     Queued or retrying: cancelled at once, revoked, and checked again before its body
     runs. Running: ``cancel_requested`` is recorded; the worker's reporter raises at its
     next report, and the watchdog stops it after the grace period if it does not.
     """
-    from tasks.selectors import get_owned_row, object_for_row
-
-    row = await get_owned_row(owner, task_id)
+    row = await selectors.get_owned_row(owner, task_id)
     if row is None:
-        raise NotFound(task_id)
+        raise NotFound()
     updated, finished = await sync_to_async(_record_cancel)(str(row.id))
     if updated is None:
-        raise AlreadyFinished(await object_for_row(finished or row))
-    if updated.state == State.RUNNING:
-        try:
-            from realtime.live import set_cancel_flag
-
-            await set_cancel_flag(str(updated.id))
-        except Exception as exc:
-            logger.warning("Could not set the cancel flag of %s in Redis (%s)", updated.id, exc)
-    else:
+        raise AlreadyFinished(task=await selectors.object_for_row(finished or row))
+    running = updated.state == State.RUNNING
+    if not running:
         await sync_to_async(_revoke, thread_sensitive=False)(str(updated.id))
     changed: tuple[str, ...] = ("cancel_requested", "updated_at")
     if updated.state == State.CANCELLED:
         changed += ("state", "finished_at", "error")
-    published = await publish_row_async(updated, only=changed)
-    return published or await object_for_row(updated)
+    # Running: the publish raises the cancel flag that the worker hears (or polls).
+    published = await publish_row(updated, only=changed, cancel=running)
+    return published or await selectors.object_for_row(updated)
 
 
 def _record_cancel(task_id: str) -> tuple[TaskRun | None, TaskRun | None]:
@@ -244,8 +246,6 @@ def _record_cancel(task_id: str) -> tuple[TaskRun | None, TaskRun | None]:
 
 
 def _revoke(task_id: str) -> None:
-    from celery import current_app
-
     try:
         current_app.control.revoke(task_id)
     except Exception as exc:  # The prerun check still stops it.

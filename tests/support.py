@@ -103,7 +103,7 @@ def ensure_test_environment() -> None:
             "REDIS_URL": _redis.url,
             "TASKLIGHT_REDIS_PREFIX": f"tltest{RUN_ID}",
             "CELERY_TASK_DEFAULT_QUEUE": f"tltest{RUN_ID}",
-            "TASKLIGHT_EXPORT_DIR": str(TMP / "exports"),
+            "TASKLIGHT_FILES_DIR": str(TMP / "exports"),
             "DJANGO_STATIC_ROOT": str(TMP / "static"),
             "TASKLIGHT_CANCEL_GRACE": "2",
             "TASKLIGHT_KILL_AFTER": "2",
@@ -129,7 +129,7 @@ def redis_server() -> RedisServer:
 def _cleanup() -> None:
     for proc in list(LiveProcess.running):
         proc.stop()
-    publisher = sys.modules.get("realtime.publisher")
+    publisher = sys.modules.get("tasks.worker.publisher")
     if publisher is not None and getattr(publisher, "_publisher", None) is not None:
         publisher._publisher.stop()  # the tests' own, before its Redis goes away
     if _redis is not None:

@@ -97,7 +97,7 @@ async def test_make_run_serves_the_stack_without_redis_and_stops_everything_on_s
     workdir = TMP / f"run-{port}"
     workdir.mkdir(parents=True)
     env.update({"PORT": str(port), "DATABASE_URL": f"sqlite:///{workdir / 'db.sqlite3'}",
-                "TASKLIGHT_EXPORT_DIR": str(workdir / "exports"), marker.split("=")[0]: marker.split("=")[1]})
+                "TASKLIGHT_FILES_DIR": str(workdir / "exports"), marker.split("=")[0]: marker.split("=")[1]})
     log = (workdir / "run.log").open("wb")
     proc = subprocess.Popen([str(BIN / "python"), "scripts/run_stack.py"], cwd=ROOT, env=env, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)

@@ -58,7 +58,7 @@ async def test_count_primes_bar_rises_to_100_and_a_success_toast_shows_the_resul
     assert await element.locator("progress").evaluate("(p) => p.value") == 100
     await expect(element).to_contain_text("succeeded, 100%")
 
-    toast = page.locator(f'#tl-toasts .toast[data-task-id="{task_id}"]')
+    toast = page.locator(f'#tl-toasts .tl-toast[data-task-id="{task_id}"]')
     await expect(toast).to_have_attribute("data-state", "succeeded")
     await expect(toast).to_have_attribute("role", "status")
     await expect(toast).to_contain_text("Count primes below 3,000,000 succeeded.")
@@ -70,7 +70,7 @@ async def test_count_primes_bar_rises_to_100_and_a_success_toast_shows_the_resul
 async def test_export_csv_toast_links_to_the_download(page: Page) -> None:
     row = await launch(page, "demo.export_csv", rows=5000)
     await wait_state(row, "succeeded")
-    link = page.locator(f'#tl-toasts .toast[data-task-id="{await row.get_attribute("data-task-id")}"] a.toast-download')
+    link = page.locator(f'#tl-toasts .tl-toast[data-task-id="{await row.get_attribute("data-task-id")}"] a.tl-toast-download')
     await expect(link).to_have_text("Download")
     async with page.expect_download() as info:
         await link.click()
@@ -98,7 +98,7 @@ async def test_cancel_a_running_task_ends_it_cancelled(page: Page) -> None:
     await wait_state(row, "cancelled", timeout=15_000)
     await expect(row.locator(".badge")).to_have_text("cancelled")
     await expect(row.locator(".cancel")).to_be_hidden()
-    toast = page.locator(f'#tl-toasts .toast[data-task-id="{await row.get_attribute("data-task-id")}"]')
+    toast = page.locator(f'#tl-toasts .tl-toast[data-task-id="{await row.get_attribute("data-task-id")}"]')
     await expect(toast).to_contain_text("was cancelled.")
 
 

@@ -49,7 +49,7 @@ async def test_daphne_restart_shows_reconnecting_then_live_with_the_bar_caught_u
 
     await wait_state(row, "succeeded", timeout=30_000)
     await expect(bar(row)).to_have_attribute("aria-valuenow", "100")
-    toast = page.locator(f'#tl-toasts .toast[data-task-id="{row_id.removeprefix("task-")}"]')
+    toast = page.locator(f'#tl-toasts .tl-toast[data-task-id="{row_id.removeprefix("task-")}"]')
     await expect(toast).to_contain_text("succeeded")
     await expect(indicator).to_have_attribute("data-state", "live")
     assert not page.errors  # type: ignore[attr-defined]
@@ -69,14 +69,14 @@ async def test_two_visitors_see_only_their_own_tasks(browser: Browser, live: Dap
     for page, mine, theirs in ((alice, id_a, id_b), (bob, id_b, id_a)):
         await expect(page.locator("#task-list > li")).to_have_count(1)
         await expect(page.locator(f"#task-{theirs}")).to_have_count(0)
-        await expect(page.locator("#tl-toasts .toast")).to_have_count(1)
-        await expect(page.locator("#tl-toasts .toast")).to_have_attribute("data-task-id", mine)
+        await expect(page.locator("#tl-toasts .tl-toast")).to_have_count(1)
+        await expect(page.locator("#tl-toasts .tl-toast")).to_have_attribute("data-task-id", mine)
         # After a reload the snapshot holds the visitor's own task only, finished: no toast.
         await page.reload()
         await expect(page.locator("#tl-connection")).to_have_attribute("data-state", "live")
         await expect(page.locator(f"#task-{mine}")).to_have_attribute("data-state", "succeeded")
         await expect(page.locator("#task-list > li")).to_have_count(1)
-        await expect(page.locator("#tl-toasts .toast")).to_have_count(0)
+        await expect(page.locator("#tl-toasts .tl-toast")).to_have_count(0)
         # The other visitor's task answers as if it did not exist.
         status = await page.evaluate(f"fetch('/api/tasks/{theirs}/').then((r) => r.status)")
         assert status == 404
@@ -101,6 +101,6 @@ async def test_indicator_says_offline_while_the_browser_is_offline_and_resyncs_a
     await context.set_offline(False)
     await expect(indicator).to_have_attribute("data-state", "live")
     await wait_state(row, "succeeded")
-    await expect(page.locator("#tl-toasts .toast")).to_contain_text("succeeded")
+    await expect(page.locator("#tl-toasts .tl-toast")).to_contain_text("succeeded")
     assert not page.errors  # type: ignore[attr-defined]
     await context.close()

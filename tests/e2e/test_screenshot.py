@@ -24,7 +24,7 @@ async def test_dashboard_screenshot_shows_running_succeeded_failed_and_cancelled
     await wait_state(export, "succeeded")
     await wait_state(flaky, "failed")
     await expect(flaky.locator(".outcome")).to_contain_text("simulated failure")
-    flaky_toast = page.locator(f'.toast[data-task-id="{await flaky.get_attribute("data-task-id")}"]')
+    flaky_toast = page.locator(f'.tl-toast[data-task-id="{await flaky.get_attribute("data-task-id")}"]')
     await expect(flaky_toast).to_have_attribute("role", "alert")
 
     cancelled = await launch(page, "demo.sleepy", seconds=30)
@@ -41,7 +41,7 @@ async def test_dashboard_screenshot_shows_running_succeeded_failed_and_cancelled
     await expect(counting.locator(".eta")).to_have_text(re.compile(r"left$"))
 
     # Keep the newest toasts in view but out of the list's way: dismiss all but two.
-    toasts = page.locator("#tl-toasts .toast")
+    toasts = page.locator("#tl-toasts .tl-toast")
     while await toasts.count() > 2:
         await toasts.first.get_by_role("button", name="Dismiss notification").click()
     await page.mouse.move(0, 0)

@@ -32,7 +32,7 @@ PROGRESS_KEYS = {"current", "total", "percent", "message"}
 
 
 def assert_task_object(obj: dict[str, Any]) -> None:
-    """The task object of SPEC.md section 3: every key, the right types."""
+    """The task object (docs/protocol.md): every key, the right types."""
     assert TASK_KEYS <= set(obj), TASK_KEYS - set(obj)
     assert set(obj["progress"]) >= PROGRESS_KEYS
     assert isinstance(obj["seq"], int) and obj["seq"] > 0

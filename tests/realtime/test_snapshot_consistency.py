@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from realtime import live
+from tasks import live
 from tasks.models import TaskRun
 from tasks.objects import next_seq, now, row_fields
 from tasks.selectors import objects_for_rows

@@ -1,4 +1,4 @@
-"""The HTTP API of SPEC.md section 4 against the live Daphne."""
+"""The HTTP API against the live Daphne."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ import uuid
 import pytest
 from asgiref.sync import sync_to_async
 
-from tasks.demo import export_path
+from tasks import files
 from tasks.models import TaskRun
 from tests.support import Daphne, Visitor, Worker, send_owned_task, wait_until
 
@@ -34,7 +34,7 @@ async def test_a_queued_task_is_cancelled_at_once_and_its_body_never_runs_even_w
         # The worker that starts later takes the message and must skip the body.
         await sync_to_async(wait_until)(lambda: task_id in late.output() and "TaskCancelled" in late.output(), 30,
                                         0.05, "the late worker to receive and skip the task")
-        assert not export_path(task_id).exists()
+        assert files.find(task_id) is None
         row = await TaskRun.objects.aget(id=task_id)
         assert row.state == "cancelled" and row.started_at is None
     finally:
@@ -46,7 +46,7 @@ async def test_a_cooperative_task_stops_at_its_next_report_and_cleans_up(visitor
     ws = await visitor.watch_all()
     task = await visitor.launch("demo.export_csv", rows=5_000_000)
     await ws.until_task(task["id"], lambda t: t["state"] == "running" and (t["progress"]["current"] or 0) > 0)
-    assert export_path(task["id"]).exists()
+    assert files.find(task["id"]) is not None
     response = await cancel(visitor, task["id"])
     assert response.status_code == 202 and response.json()["cancel_requested"] is True
     # Every watcher sees "cancel requested" before the end.
@@ -55,7 +55,7 @@ async def test_a_cooperative_task_stops_at_its_next_report_and_cleans_up(visitor
     assert final["state"] == "cancelled"
     row = await TaskRun.objects.aget(id=task["id"])
     assert row.terminate_signal == ""  # stopped by itself: the watchdog never had to act
-    assert not export_path(task["id"]).exists()  # on_cancel removed the partial file
+    assert files.find(task["id"]) is None  # on_cancel removed the partial file
     await ws.close()
 
 
@@ -190,7 +190,7 @@ async def test_a_task_waiting_for_its_eta_cancels_like_a_queued_one(visitor, wor
     await sync_to_async(wait_until)(
         lambda: any(task_id in line and ("revoked" in line.lower() or "TaskCancelled" in line)
                     for line in worker.output().splitlines()), 15, 0.05, "the worker to drop the task at its ETA")
-    assert not export_path(task_id).exists()
+    assert files.find(task_id) is None
     row = await TaskRun.objects.aget(id=task_id)
     assert row.state == "cancelled" and row.started_at is None
     await ws.close()

@@ -8,10 +8,10 @@ from datetime import timedelta
 
 import pytest
 
-from realtime import live
+from tasks import live
 from tasks.models import TaskRun
 from tasks.objects import iso, next_seq, now, task_object
-from tasks.watchdog import Watchdog
+from tasks.worker.watchdog import Watchdog
 
 
 def make_row(**extra: object) -> TaskRun:
@@ -75,16 +75,3 @@ def test_without_a_published_end_a_silent_task_is_worker_lost() -> None:
     Watchdog().mark_lost(str(row.id))
     row.refresh_from_db()
     assert row.state == "failed" and row.error["type"] == "WorkerLost"
-
-
-def test_the_watchdog_deletes_exports_older_than_their_time_to_live(settings, tmp_path) -> None:
-    import os
-    import time
-
-    settings.TASKLIGHT = {**settings.TASKLIGHT, "EXPORT_DIR": tmp_path, "EXPORT_TTL": 3600}
-    old, new = tmp_path / "old.csv", tmp_path / "new.csv"
-    old.write_text("a")
-    new.write_text("b")
-    os.utime(old, (time.time() - 7200, time.time() - 7200))
-    Watchdog().sweep_exports()
-    assert not old.exists() and new.exists()

@@ -18,7 +18,7 @@ function showConnection(state) {
   if (!el) return;
   el.textContent = LABELS[state] || state;
   el.title = TITLES[state] || "";
-  el.className = `conn conn-${state}`;
+  el.className = `tl-conn tl-conn-${state}`;
   el.dataset.state = state;
   document.documentElement.dataset.connection = state;
 }
@@ -41,32 +41,40 @@ function describe(task) {
 }
 
 function toast(task) {
-  const box = document.getElementById("tl-toasts");
-  if (!box) return;
+  let box = document.getElementById("tl-toasts");
+  if (!box) {
+    // A page without its own container (a host's page): add one.
+    box = document.createElement("div");
+    box.id = "tl-toasts";
+    box.className = "tl-toasts";
+    box.setAttribute("aria-live", "polite");
+    box.setAttribute("aria-label", "Notifications");
+    document.body.append(box);
+  }
   const item = document.createElement("div");
-  item.className = `toast toast-${task.state}`;
+  item.className = `tl-toast tl-toast-${task.state}`;
   item.setAttribute("role", task.state === "failed" ? "alert" : "status");
   item.dataset.taskId = task.id;
   item.dataset.state = task.state;
   const text = document.createElement("p");
-  text.className = "toast-text";
+  text.className = "tl-toast-text";
   text.textContent = describe(task);
   item.append(text);
   if (task.state === "succeeded") {
     const summary = resultSummary(task.result);
     if (summary) {
       const result = document.createElement("p");
-      result.className = "toast-result";
+      result.className = "tl-toast-result";
       result.textContent = summary;
       item.append(result);
     }
     if (task.result && typeof task.result.download_url === "string") {
-      item.append(downloadLink(task.result.download_url, "toast-download"));
+      item.append(downloadLink(task.result.download_url, "tl-toast-download"));
     }
   }
   const close = document.createElement("button");
   close.type = "button";
-  close.className = "toast-close";
+  close.className = "tl-toast-close";
   close.setAttribute("aria-label", "Dismiss notification");
   close.textContent = "×";
   close.addEventListener("click", () => item.remove());

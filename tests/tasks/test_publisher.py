@@ -7,9 +7,9 @@ import uuid
 
 import redis
 
-from realtime import live
-from realtime.publisher import WorkerPublisher
+from tasks import live
 from tasks.progress import Progress
+from tasks.worker.publisher import WorkerPublisher
 from tests.support import redis_server, wait_until
 
 

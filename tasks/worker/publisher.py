@@ -1,12 +1,8 @@
-"""The one way a task change reaches browsers (docs/realtime.md, docs/progress.md).
-
-``publish()`` merges a change into the task's live record (realtime/live.py), which
-gives it its ``seq``, encodes the task frame once, and sends it to the owner's group
-and the task's group on the channel layer. Async callers (Daphne: launch, cancel)
-await it on their own loop.
+"""The worker side of publishing (docs/realtime.md, docs/progress.md).
 
 In a worker process, ``worker_publisher()`` is one background thread with its own
-event loop and Redis connection. Task code only writes into ``Progress`` objects; the
+event loop and Redis connection, which hands every change to
+``tasks.publishing.publish``. Task code only writes into ``Progress`` objects; the
 thread samples them every ``PUBLISH_INTERVAL`` (coalescing), refreshes heartbeats, and
 reads cancel flags in the same round trips. State changes from Celery's signals are
 handed to it with a short bounded wait; if Redis is away they are kept and retried,
@@ -16,7 +12,6 @@ and the task carries on regardless.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import threading
@@ -26,72 +21,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
-from channels.layers import get_channel_layer
-from django.conf import settings
 
-from project.conf import tasklight
-from realtime import live
-from realtime.groups import group_for_owner, group_for_task
+from tasks import conf, live
+from tasks.models import TaskRun
+from tasks.objects import iso, now
 from tasks.progress import Progress, ProgressSampler
+from tasks.publishing import Change, publish
 
 logger = logging.getLogger(__name__)
-
-SEND_TIMEOUT = 1.0
-
-
-def task_frame(record: dict[str, Any]) -> tuple[dict[str, Any], str]:
-    """The task object held by a live record, and its ``task`` frame encoded once."""
-    obj = {k: v for k, v in record.items() if not k.startswith("_")}
-    obj.setdefault("progress", {"current": 0, "total": None, "percent": None, "message": ""})
-    obj.setdefault("eta_seconds", None)
-    return obj, json.dumps({"type": "task", "task": obj}, separators=(",", ":"))
-
-
-async def send_to_watchers(owner_key: str | None, obj: dict[str, Any], frame: str) -> None:
-    """Send one encoded frame to everyone watching this task or its owner's tasks."""
-    layer = get_channel_layer()
-    if layer is None:
-        raise RuntimeError("CHANNEL_LAYERS is not configured: Tasklight cannot publish.")
-    message = {
-        "type": "task.update",
-        "id": obj["id"],
-        "seq": obj["seq"],
-        "state": obj["state"],
-        "frame": frame,
-    }
-    groups = [group_for_task(obj["id"])]
-    if owner_key:
-        groups.append(group_for_owner(owner_key))
-    for group in groups:
-        # The group travels in the message: each process's hub fans out by it.
-        await asyncio.wait_for(layer.group_send(group, {**message, "group": group}), SEND_TIMEOUT)
-
-
-async def publish(
-    task_id: str,
-    fields: dict[str, Any],
-    *,
-    owner_key: str | None,
-    seq_floor: int = 0,
-    full: dict[str, Any] | None = None,
-) -> dict[str, Any] | None:
-    """Record a change of a task and push it to its watchers; the new object, or None.
-
-    ``fields`` is a patch; when the live record is gone (expired, Redis restarted) and
-    ``full`` is given, the full object is written instead. None means the task was
-    already terminal in Redis and the change was dropped.
-    """
-    result = await live.merge(
-        task_id, fields, owner_key=owner_key, seq_floor=seq_floor, require_existing=full is not None
-    )
-    if result.status == "missing" and full is not None:
-        result = await live.merge(task_id, {**full, **fields}, owner_key=owner_key, seq_floor=seq_floor)
-    if result.status != "ok" or result.record is None:
-        return None
-    obj, frame = task_frame(result.record)
-    await send_to_watchers(owner_key, obj, frame)
-    return obj
-
 
 @dataclass
 class _Tracked:
@@ -116,12 +53,12 @@ class WorkerPublisher:
 
     def __init__(self) -> None:
         self.pid = os.getpid()
-        self.interval = float(tasklight("PUBLISH_INTERVAL"))
-        self.heartbeat_ttl_ms = int(float(tasklight("HEARTBEAT_TIMEOUT")) * 1000)
+        settings = conf.get()
+        self.interval = settings.PUBLISH_INTERVAL
+        self.heartbeat_ttl_ms = int(settings.HEARTBEAT_TIMEOUT * 1000)
         self._tracked: dict[str, _Tracked] = {}
-        # State changes that could not be written yet (Redis away), newest merged in:
-        # task id -> (owner key, patch, full object, seq floor)
-        self._pending: dict[str, tuple[str | None, dict[str, Any], dict[str, Any], int]] = {}
+        # State changes that could not be written yet (Redis away), newest merged in.
+        self._pending: dict[str, Change] = {}
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -173,28 +110,17 @@ class WorkerPublisher:
             return None
         return tracked.sampler.sample(force=True)
 
-    def publish_change(
-        self,
-        task_id: str,
-        fields: dict[str, Any],
-        *,
-        owner_key: str | None,
-        seq_floor: int,
-        full: dict[str, Any],
-        wait: float = 0.5,
-    ) -> bool:
+    def submit(self, change: Change, *, wait: float = 0.5) -> bool:
         """Publish a state change now; wait at most ``wait`` seconds. True once it is out.
 
         While Redis is known to be away the caller does not wait at all: the change is
         kept and retried by the ticker.
         """
         with self._lock:
-            tracked = self._tracked.get(task_id)
-            if tracked is not None:
-                tracked.base.update({k: v for k, v in full.items() if k not in ("progress", "eta_seconds")})
-        future = asyncio.run_coroutine_threadsafe(
-            self._publish_change(task_id, fields, owner_key, full, seq_floor), self._loop
-        )
+            tracked = self._tracked.get(change.task_id)
+            if tracked is not None and change.full is not None:
+                tracked.base.update({k: v for k, v in change.full.items() if k not in ("progress", "eta_seconds")})
+        future = asyncio.run_coroutine_threadsafe(self._publish_change(change), self._loop)
         try:
             return bool(future.result(timeout=0.005 if self._down_since is not None else wait))
         except FutureTimeout:
@@ -218,7 +144,7 @@ class WorkerPublisher:
         """Hear cancel requests as they are made; the ticker's flag poll is the safety net."""
         # A client of its own: a subscriber waits on its socket, so no read timeout.
         client = aioredis.Redis.from_url(
-            settings.REDIS_URL, socket_connect_timeout=0.5, health_check_interval=15, socket_keepalive=True
+            conf.get().REDIS_URL, socket_connect_timeout=0.5, health_check_interval=15, socket_keepalive=True
         )
         while True:
             pubsub = client.pubsub(ignore_subscribe_messages=True)
@@ -242,21 +168,18 @@ class WorkerPublisher:
                 except Exception:
                     pass
 
-    async def _publish_change(
-        self, task_id: str, fields: dict[str, Any], owner_key: str | None, full: dict[str, Any], seq_floor: int
-    ) -> bool:
+    async def _publish_change(self, change: Change) -> bool:
         # One state change of a task at a time, in order: an older one must never land last.
+        task_id = change.task_id
         lock = self._change_locks.setdefault(task_id, asyncio.Lock())
         async with lock:
             pending = self._pending.pop(task_id, None)
             if pending is not None:
-                fields = {**pending[1], **fields}
-                full = {**pending[2], **full}
-                seq_floor = max(seq_floor, pending[3])
+                change = pending.merged_with(change)
             try:
-                await publish(task_id, fields, owner_key=owner_key, seq_floor=seq_floor, full=full)
+                await publish(change)
             except Exception as exc:  # Redis away: keep it, the ticker retries.
-                self._pending[task_id] = (owner_key, fields, full, seq_floor)
+                self._pending[task_id] = change
                 self._note_down(exc)
                 return False
             if task_id not in self._pending and task_id not in self._tracked:
@@ -286,8 +209,7 @@ class WorkerPublisher:
             entry = self._pending.pop(task_id, None)
             if entry is None:
                 continue  # a newer change of that task took it along meanwhile
-            owner_key, fields, full, floor = entry
-            if not await self._publish_change(task_id, fields, owner_key, full, floor):
+            if not await self._publish_change(entry):
                 raise ConnectionError("Redis still unreachable")  # keeps the "down" state honest
         with self._lock:
             tracked = list(self._tracked.values())
@@ -327,9 +249,9 @@ class WorkerPublisher:
         try:
             fields = t.sampler.sample()
             if fields is not None:
-                fields["updated_at"] = _iso_now()
+                fields["updated_at"] = iso(now())
                 try:
-                    await publish(t.task_id, fields, owner_key=t.owner_key, full=t.base)
+                    await publish(Change(t.task_id, fields, t.owner_key or None, full=t.base))
                     self.published += 1
                 except Exception as exc:
                     t.sampler.last = None  # not out: the next interval tries again
@@ -352,12 +274,15 @@ class WorkerPublisher:
             self._schedule_flush(t)
 
 
-def _iso_now() -> str:
-    from tasks.objects import iso, now
+def publish_row(row: TaskRun, progress_fields: dict[str, Any] | None = None, *, wait: float) -> None:
+    """Hand a row's new state to this process's publisher (bounded wait, never raises)."""
+    try:
+        worker_publisher().submit(Change.of_row(row, **(progress_fields or {})), wait=wait)
+    except Exception:
+        logger.exception("Tasklight could not hand %s to its publisher", row.id)
 
-    return iso(now()) or ""
 
-
+# Owned by this module: the process's one publisher (tests stop it with ``stop()``).
 _publisher: WorkerPublisher | None = None
 _publisher_lock = threading.Lock()
 

@@ -17,15 +17,17 @@ from collections.abc import Iterable
 from typing import Any
 
 import redis.asyncio as aioredis
-from django.conf import settings
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from project.conf import tasklight
+from tasks import conf
+from tasks.contracts import TERMINAL_NAMES
 
-MERGE_SCRIPT = """
+# The terminal check is written from the one list of states (tasks/contracts.py).
+_TERMINAL_LUA = " or ".join(f"state == '\"{name}\"'" for name in TERMINAL_NAMES)
+MERGE_SCRIPT = f"""
 local state = redis.call('HGET', KEYS[1], 'state')
-if state == '"succeeded"' or state == '"failed"' or state == '"cancelled"' then
+if {_TERMINAL_LUA} then
   return 0
 end
 if ARGV[3] == '1' and redis.call('HEXISTS', KEYS[1], 'id') == 0 then
@@ -42,8 +44,6 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return redis.call('HGETALL', KEYS[1])
 """
 
-TERMINAL = ("succeeded", "failed", "cancelled")
-
 # One client per event loop: a redis.asyncio connection belongs to the loop that made it.
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = (
     weakref.WeakKeyDictionary()
@@ -51,7 +51,7 @@ _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] =
 
 
 def prefix() -> str:
-    return settings.TASKLIGHT_REDIS_PREFIX
+    return conf.get().REDIS_PREFIX
 
 
 def live_key(task_id: str) -> str:
@@ -81,7 +81,7 @@ def get_client() -> aioredis.Redis:
     loop = asyncio.get_running_loop()
     client = _clients.get(loop)
     if client is None:
-        client = aioredis.Redis.from_url(settings.REDIS_URL, **client_options())
+        client = aioredis.Redis.from_url(conf.get().REDIS_URL, **client_options())
         _clients[loop] = client
     return client
 
@@ -123,7 +123,7 @@ async def merge(
 ) -> MergeResult:
     """Merge ``fields`` into the live record and return the whole record with its new seq."""
     client = get_client()
-    args: list[Any] = [str(seq_floor), str(int(tasklight("LIVE_TTL") * 1000))]
+    args: list[Any] = [str(seq_floor), str(int(conf.get().LIVE_TTL * 1000))]
     args.append("1" if require_existing else "0")
     for name, value in fields.items():
         args.extend((name, json.dumps(value, separators=(",", ":"))))
@@ -156,8 +156,27 @@ def cancel_channel() -> str:
 
 async def set_cancel_flag(task_id: str) -> None:
     """Record a cancel request (the flag workers poll) and announce it (what they hear first)."""
-    ttl = int(tasklight("LIVE_TTL"))
+    ttl = int(conf.get().LIVE_TTL)
     async with get_client().pipeline(transaction=False) as pipe:
         pipe.set(cancel_key(task_id), b"1", ex=ttl)
         pipe.publish(cancel_channel(), task_id.encode())
         await pipe.execute()
+
+
+def refresh_cancel_flags(client: Any, task_ids: list[str]) -> None:
+    """Set again the cancel flags of these tasks (sync: the watchdog's own client)."""
+    ttl = int(conf.get().LIVE_TTL)
+    with client.pipeline(transaction=False) as pipe:
+        for task_id in task_ids:
+            pipe.set(cancel_key(task_id), b"1", ex=ttl)
+        pipe.execute()
+
+
+def delete_records(client: Any, task_ids: list[str]) -> int:
+    """Delete the live record, cancel flag and heartbeat of these tasks; how many records went."""
+    if not task_ids:
+        return 0
+    with client.pipeline(transaction=False) as pipe:
+        pipe.delete(*[live_key(i) for i in task_ids])
+        pipe.delete(*[cancel_key(i) for i in task_ids], *[heartbeat_key(i) for i in task_ids])
+        return int(pipe.execute()[0])

@@ -1,6 +1,6 @@
 // Tasklight browser client: one WebSocket per page, newest object per task by seq,
 // reconnect with exponential backoff and jitter, resubscribe and resync after every
-// reconnect. No build step, no framework. Docs: docs/client.md; protocol: SPEC.md section 5.
+// reconnect. No build step, no framework. Docs: docs/client.md; protocol: docs/protocol.md.
 //
 //   const client = tasklight();                 // the page's shared, connected client
 //   (imported from this module; the import line is not spelled out here because
@@ -11,12 +11,32 @@
 //   await client.launch("demo.count_primes", { limit: 1000 });
 //   await client.cancel(taskId);
 //
+// Where the API and the socket are: the JSON that {% tasklight_client %} writes into the
+// page (<script id="tasklight-config">), so the URLs follow wherever the host mounts them.
+//
 // The connection state never claims more than is true: "live" only once the server
 // has answered the subscriptions of the current socket with a snapshot (so what the
 // page shows is caught up), and a socket that stops answering pings is treated as dead.
 
-const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
+// The terminal states; the server's list (in the page's config) wins over this copy,
+// which a test keeps equal to it.
+const CONFIG = readConfig();
+const TERMINAL = new Set(CONFIG.terminal || ["succeeded", "failed", "cancelled"]);
 export const STATES = ["connecting", "live", "reconnecting", "offline"];
+
+function readConfig() {
+  const el = typeof document !== "undefined" && document.getElementById("tasklight-config");
+  let config = {};
+  if (el) {
+    try { config = JSON.parse(el.textContent) || {}; } catch { config = {}; }
+  }
+  return { api: config.api || "/api/", ws: config.ws || "/ws/tasks/", terminal: config.terminal };
+}
+
+/** The absolute URL of an API path ("tasks/"), under wherever the API is mounted. */
+export function apiUrl(path) {
+  return CONFIG.api + path.replace(/^\//, "");
+}
 
 export function isTerminal(task) {
   return TERMINAL.has(task.state);
@@ -33,7 +53,7 @@ export async function api(path, { method = "GET", body } = {}) {
     headers["X-CSRFToken"] = csrfToken();
     headers["Content-Type"] = "application/json";
   }
-  const response = await fetch(path, {
+  const response = await fetch(apiUrl(path), {
     method,
     credentials: "same-origin",
     headers,
@@ -55,7 +75,7 @@ export class TasklightClient extends EventTarget {
   constructor({ url, minDelay = 500, maxDelay = 15000, pingInterval = 15000, pongTimeout = 10000 } = {}) {
     super();
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    this.url = url || `${scheme}//${location.host}/ws/tasks/`;
+    this.url = url || `${scheme}//${location.host}${CONFIG.ws}`;
     this.minDelay = minDelay;
     this.maxDelay = maxDelay;
     this.pingInterval = pingInterval;
@@ -118,7 +138,7 @@ export class TasklightClient extends EventTarget {
 
   /** Ask for cancellation over HTTP (it answers even while the socket reconnects). */
   cancel(taskId) {
-    return api(`/api/tasks/${encodeURIComponent(taskId)}/cancel/`, { method: "POST", body: {} })
+    return api(`tasks/${encodeURIComponent(taskId)}/cancel/`, { method: "POST", body: {} })
       .then((task) => { this._accept(task); return task; })
       .catch((error) => {
         if (error.code === "already_finished") this.refresh(taskId).catch(() => {});
@@ -127,17 +147,17 @@ export class TasklightClient extends EventTarget {
   }
 
   launch(name, params) {
-    return api("/api/tasks/", { method: "POST", body: { name, params } })
+    return api("tasks/", { method: "POST", body: { name, params } })
       .then((task) => { this._accept(task); return task; });
   }
 
   /** Read the owner's tasks (or one task) over HTTP: a first paint before the socket answers. */
   async refresh(taskId) {
     if (taskId) {
-      this._accept(await api(`/api/tasks/${encodeURIComponent(taskId)}/`));
+      this._accept(await api(`tasks/${encodeURIComponent(taskId)}/`));
       return;
     }
-    const data = await api("/api/tasks/");
+    const data = await api("tasks/");
     for (const task of data.tasks) this._accept(task);
   }
 
@@ -363,9 +383,10 @@ export function percentOf(task) {
   return p === null || p === undefined ? null : p;
 }
 
-// <task-progress task-id="..."> : a live bar for one task, on any page.
+// <task-progress task-id="..." [cancel]> : a live bar for one task, on any page, with a
+// Cancel button while the task is unfinished when the cancel attribute is present.
 class TaskProgressElement extends HTMLElement {
-  static get observedAttributes() { return ["task-id"]; }
+  static get observedAttributes() { return ["task-id", "cancel"]; }
 
   connectedCallback() {
     this.client = tasklight();
@@ -375,6 +396,13 @@ class TaskProgressElement extends HTMLElement {
       this.label = document.createElement("span");
       this.label.className = "task-progress-label";
       this.append(this.bar, this.label);
+      this.cancelButton = document.createElement("button");
+      this.cancelButton.type = "button";
+      this.cancelButton.className = "tl-cancel";
+      this.cancelButton.textContent = "Cancel";
+      this.cancelButton.hidden = true;
+      this.cancelButton.addEventListener("click", () => this.requestCancel());
+      this.append(this.cancelButton);
       this.onTask = (event) => {
         if (event.detail.task.id === this.getAttribute("task-id")) this.render(event.detail.task);
       };
@@ -401,7 +429,29 @@ class TaskProgressElement extends HTMLElement {
     this.client.subscribe(id);
   }
 
+  async requestCancel() {
+    const id = this.getAttribute("task-id");
+    if (!id) return;
+    this.cancelButton.disabled = true;
+    this.cancelButton.textContent = "Cancelling…";
+    try {
+      await this.client.cancel(id);
+    } catch (error) {
+      if (error.code !== "already_finished") {
+        this.cancelButton.disabled = false;
+        this.cancelButton.textContent = "Cancel";
+        this.label.textContent = `Could not cancel: ${error.message}`;
+      }
+    }
+  }
+
   render(task) {
+    const finished = isTerminal(task);
+    this.cancelButton.hidden = !this.hasAttribute("cancel") || finished;
+    if (task.cancel_requested && !finished) {
+      this.cancelButton.disabled = true;
+      this.cancelButton.textContent = "Cancelling…";
+    }
     const percent = percentOf(task);
     if (percent === null) {
       this.bar.removeAttribute("value");   // an indeterminate <progress>

@@ -2,8 +2,9 @@
 
 queued (sent) -> running (prerun) -> retrying (retry) -> succeeded / failed /
 cancelled. Each transition is written to the row first, then published with a short
-bounded wait. Tasks whose names start with ``tasklight.`` are Tasklight's own and
-are not tracked.
+bounded wait. Only tracked tasks are followed: those built on
+``tasks.base.TrackedTask``, or every task when ``TASKLIGHT["TRACK_ALL_TASKS"]`` is on
+(never Tasklight's own, whose names start with ``tasklight.``).
 """
 
 from __future__ import annotations
@@ -14,14 +15,19 @@ import socket
 from typing import Any
 
 from billiard.exceptions import Terminated, WorkerLostError
-from celery import signals
+from celery import current_app, signals
 from django.db import DatabaseError
 
+from tasks import conf, services
 from tasks import progress as progress_mod
-from tasks import services
-from tasks.models import ACTIVE_STATES, TERMINAL_STATES, State, TaskRun
-from tasks.objects import change_fields, iso, next_seq, now, row_fields
+from tasks.base import TrackedTask
+from tasks.contracts import ACTIVE_STATES, TERMINAL_STATES, State
+from tasks.models import TaskRun
+from tasks.objects import iso, next_seq, now, row_fields
 from tasks.progress import TaskCancelled
+from tasks.publishing import Change
+from tasks.worker import watchdog
+from tasks.worker.publisher import publish_row, worker_publisher
 
 logger = logging.getLogger(__name__)
 
@@ -30,28 +36,20 @@ TERMINAL_WAIT = 0.5
 START_WAIT = 0.25
 
 
-def _tracked(name: str | None) -> bool:
-    return bool(name) and not str(name).startswith(INTERNAL_PREFIX)
-
-
-def publish_row(row: TaskRun, progress_fields: dict[str, Any] | None = None, *, wait: float) -> None:
-    """Hand a row's new state to this process's publisher (bounded wait, never raises)."""
-    from realtime.publisher import worker_publisher
-
-    patch, full = change_fields(row)
-    if progress_fields:
-        patch.update(progress_fields)
-    try:
-        worker_publisher().publish_change(
-            str(row.id), patch, owner_key=row.owner_key or None, seq_floor=row.seq, full=full, wait=wait
-        )
-    except Exception:
-        logger.exception("Tasklight could not hand %s to its publisher", row.id)
+def is_tracked(task: Any) -> bool:
+    """Does Tasklight follow this task (a task object, or a name in the current app)?"""
+    if isinstance(task, str):
+        if task.startswith(INTERNAL_PREFIX):
+            return False
+        task = current_app.tasks.get(task)
+        if task is None:  # sent by name, not registered here: only TRACK_ALL_TASKS covers it
+            return conf.get().TRACK_ALL_TASKS
+    if task is None or str(getattr(task, "name", "")).startswith(INTERNAL_PREFIX):
+        return False
+    return isinstance(task, TrackedTask) or conf.get().TRACK_ALL_TASKS
 
 
 def _final_progress(task_id: str) -> dict[str, Any] | None:
-    from realtime.publisher import worker_publisher
-
     return worker_publisher().final_progress(task_id)
 
 
@@ -73,8 +71,6 @@ def _finish(task_id: str, to: str, **changes: Any) -> None:
 
 
 def _publish_without_row(task_id: str, to: str, changes: dict[str, Any]) -> None:
-    from realtime.publisher import worker_publisher
-
     publisher = worker_publisher()
     tracked = publisher.tracked(task_id)
     if tracked is None:
@@ -87,16 +83,13 @@ def _publish_without_row(task_id: str, to: str, changes: dict[str, Any]) -> None
         if name in changes:
             patch[name] = changes[name]
     full = {**tracked.base, **patch}
-    publisher.publish_change(
-        task_id, patch, owner_key=tracked.owner_key or None, seq_floor=next_seq(int(full.get("seq") or 0)),
-        full=full, wait=TERMINAL_WAIT,
-    )
+    change = Change(task_id, patch, tracked.owner_key or None, seq_floor=next_seq(int(full.get("seq") or 0)), full=full)
+    publisher.submit(change, wait=TERMINAL_WAIT)
 
 
-@signals.after_task_publish.connect
 def on_sent(sender: str | None = None, headers: dict[str, Any] | None = None, body: Any = None, **_: Any) -> None:
     headers = headers or {}
-    if not _tracked(sender) or headers.get("retries"):
+    if not sender or headers.get("retries") or not is_tracked(str(sender)):
         return
     task_id = headers.get("id")
     if not task_id:
@@ -107,9 +100,8 @@ def on_sent(sender: str | None = None, headers: dict[str, Any] | None = None, bo
         logger.exception("Tasklight could not record the sending of %s", task_id)
 
 
-@signals.task_prerun.connect
 def on_prerun(sender: Any = None, task_id: str | None = None, task: Any = None, **_: Any) -> None:
-    if task is None or task_id is None or not _tracked(task.name):
+    if task is None or task_id is None or not is_tracked(task):
         return
     request = task.request
     row, skip = services.start_run(
@@ -123,24 +115,20 @@ def on_prerun(sender: Any = None, task_id: str | None = None, task: Any = None, 
         return
     if row is None:
         return
-    from realtime.publisher import worker_publisher
-
     reporter = progress_mod.register(task_id)
     base = row_fields(row)
     worker_publisher().track(task_id, row.owner_key, base, reporter)
     publish_row(row, wait=START_WAIT)
 
 
-@signals.task_success.connect
 def on_success(sender: Any = None, result: Any = None, **_: Any) -> None:
-    if sender is None or not _tracked(sender.name):
+    if sender is None or not is_tracked(sender):
         return
     _finish(sender.request.id, State.SUCCEEDED, result=services.json_safe(result), error=None)
 
 
-@signals.task_retry.connect
 def on_retry(sender: Any = None, request: Any = None, reason: Any = None, **_: Any) -> None:
-    if sender is None or request is None or not _tracked(sender.name):
+    if sender is None or request is None or not is_tracked(sender):
         return
     # ``reason`` is Celery's Retry; the exception that caused it is its ``exc``.
     cause = getattr(reason, "exc", None) or reason
@@ -155,11 +143,10 @@ def on_retry(sender: Any = None, request: Any = None, reason: Any = None, **_: A
     )
 
 
-@signals.task_failure.connect
 def on_failure(
     sender: Any = None, task_id: str | None = None, exception: BaseException | None = None, einfo: Any = None, **_: Any
 ) -> None:
-    if sender is None or task_id is None or not _tracked(sender.name):
+    if sender is None or task_id is None or not is_tracked(sender):
         return
     try:
         row = TaskRun.objects.filter(id=task_id).only("cancel_requested").first()
@@ -182,11 +169,10 @@ def on_failure(
     _finish(task_id, State.FAILED, error=error, traceback=tb)
 
 
-@signals.task_revoked.connect
 def on_revoked(sender: Any = None, request: Any = None, terminated: bool = False, expired: bool = False, **_: Any) -> None:
     name = getattr(sender, "name", None)
     task_id = getattr(request, "id", None)
-    if task_id is None or not _tracked(name):
+    if task_id is None or not is_tracked(sender if sender is not None else name):
         return
     if expired:
         _finish(task_id, State.FAILED, error={"type": "Expired", "message": "The task expired before it ran."})
@@ -194,25 +180,29 @@ def on_revoked(sender: Any = None, request: Any = None, terminated: bool = False
         _finish(task_id, State.CANCELLED)
 
 
-@signals.task_postrun.connect
 def on_postrun(sender: Any = None, task_id: str | None = None, **_: Any) -> None:
     if task_id is None:
         return
-    from realtime.publisher import worker_publisher
-
     worker_publisher().untrack(task_id)
     progress_mod.unregister(task_id)
 
 
-@signals.worker_ready.connect
 def on_worker_ready(sender: Any = None, **_: Any) -> None:
-    from tasks.watchdog import start_watchdog
-
-    start_watchdog()
+    watchdog.start_watchdog()
 
 
-@signals.worker_shutdown.connect
 def on_worker_shutdown(sender: Any = None, **_: Any) -> None:
-    from tasks.watchdog import stop_watchdog
+    watchdog.stop_watchdog()
 
-    stop_watchdog()
+
+def connect() -> None:
+    """Connect the handlers to Celery's signals, once per process (called from AppConfig.ready)."""
+    signals.after_task_publish.connect(on_sent, dispatch_uid="tasklight.on_sent")
+    signals.task_prerun.connect(on_prerun, dispatch_uid="tasklight.on_prerun")
+    signals.task_success.connect(on_success, dispatch_uid="tasklight.on_success")
+    signals.task_retry.connect(on_retry, dispatch_uid="tasklight.on_retry")
+    signals.task_failure.connect(on_failure, dispatch_uid="tasklight.on_failure")
+    signals.task_revoked.connect(on_revoked, dispatch_uid="tasklight.on_revoked")
+    signals.task_postrun.connect(on_postrun, dispatch_uid="tasklight.on_postrun")
+    signals.worker_ready.connect(on_worker_ready, dispatch_uid="tasklight.on_worker_ready")
+    signals.worker_shutdown.connect(on_worker_shutdown, dispatch_uid="tasklight.on_worker_shutdown")

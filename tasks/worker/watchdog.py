@@ -9,6 +9,8 @@ working while every pool process is busy. Each pass, idempotent across workers:
 - a running task whose cancel was requested more than ``CANCEL_GRACE`` seconds ago is
   stopped with Celery's own ``revoke(terminate=True)``: SIGTERM, then SIGKILL after
   ``KILL_AFTER`` seconds. See docs/cancellation.md.
+
+Old runs and their files are not the watchdog's: ``manage.py tasklight_purge`` does that.
 """
 
 from __future__ import annotations
@@ -17,18 +19,16 @@ import logging
 import threading
 import time
 from datetime import timedelta
-from pathlib import Path
 
 import redis
-from django.conf import settings
+from celery import current_app
 from django.db import close_old_connections
 
-from project.conf import tasklight
-from realtime import live
-from tasks import services
-from tasks.lifecycle import publish_row
-from tasks.models import State, TaskRun
+from tasks import conf, live, services
+from tasks.contracts import TERMINAL_STATES, State
+from tasks.models import TaskRun
 from tasks.objects import iso, now
+from tasks.worker.publisher import publish_row
 
 logger = logging.getLogger(__name__)
 
@@ -38,40 +38,23 @@ _stop = threading.Event()
 
 class Watchdog:
     def __init__(self) -> None:
-        self.interval = float(tasklight("WATCHDOG_INTERVAL"))
-        self.heartbeat_timeout = float(tasklight("HEARTBEAT_TIMEOUT"))
-        self.grace = float(tasklight("CANCEL_GRACE"))
-        self.kill_after = float(tasklight("KILL_AFTER"))
+        settings = conf.get()
+        self.interval = settings.WATCHDOG_INTERVAL
+        self.heartbeat_timeout = settings.HEARTBEAT_TIMEOUT
+        self.grace = settings.CANCEL_GRACE
+        self.kill_after = settings.KILL_AFTER
         self.redis = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=2)
         # task id -> monotonic time its heartbeat was first seen missing
         self.missing_since: dict[str, float] = {}
-        self.last_sweep = 0.0
 
     def run_once(self) -> None:
         close_old_connections()
         # Each phase on its own: Redis away must not stop cancels going through the broker.
-        for phase in (self.find_lost, self.enforce_cancels, self.refresh_cancel_flags, self.sweep_exports):
+        for phase in (self.find_lost, self.enforce_cancels, self.refresh_cancel_flags):
             try:
                 phase()
             except Exception as exc:
                 logger.warning("Tasklight watchdog: %s failed (%s)", phase.__name__, exc)
-
-    def sweep_exports(self) -> None:
-        """Delete files tasks wrote (exports) once they are older than EXPORT_TTL; once a minute."""
-        clock = time.monotonic()
-        if clock - self.last_sweep < 60:
-            return
-        self.last_sweep = clock
-        folder = Path(tasklight("EXPORT_DIR"))
-        if not folder.is_dir():
-            return
-        cutoff = time.time() - float(tasklight("EXPORT_TTL"))
-        for path in folder.iterdir():
-            try:
-                if path.is_file() and path.stat().st_mtime < cutoff:
-                    path.unlink()
-            except FileNotFoundError:
-                continue  # another worker's watchdog took it
 
     def refresh_cancel_flags(self) -> None:
         """Set again the Redis flag of every running task whose cancel is recorded.
@@ -83,11 +66,7 @@ class Watchdog:
                .values_list("id", flat=True)[:500]]
         if not ids:
             return
-        ttl = int(tasklight("LIVE_TTL"))
-        with self.redis.pipeline(transaction=False) as pipe:
-            for task_id in ids:
-                pipe.set(live.cancel_key(task_id), b"1", ex=ttl)
-            pipe.execute()
+        live.refresh_cancel_flags(self.redis, ids)
 
     def find_lost(self) -> None:
         started_before = now() - timedelta(seconds=self.heartbeat_timeout)
@@ -139,7 +118,7 @@ class Watchdog:
         state = record.get("state")
         if state == "retrying" and str(record.get("updated_at") or "") > (iso(row.updated_at) or ""):
             pass  # the retry happened after the row's last write: adopt it too
-        elif state not in ("succeeded", "failed", "cancelled"):
+        elif state not in TERMINAL_STATES:
             return False
         changes = {name: record[name] for name in ("result", "error", "progress") if name in record}
         updated = services.transition(str(row.id), to=state, allowed_from=frozenset({State.RUNNING}), **changes)
@@ -168,8 +147,6 @@ class Watchdog:
                 self.give_up(row)
 
     def terminate(self, row: TaskRun, signal_name: str) -> None:
-        from celery import current_app
-
         updated = TaskRun.objects.filter(id=row.id, state=State.RUNNING, terminate_signal=row.terminate_signal).update(
             terminate_signal=signal_name, terminate_sent_at=now()
         )

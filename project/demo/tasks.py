@@ -1,4 +1,8 @@
-"""Demo tasks, each a real piece of work that shows one behaviour of Tasklight."""
+"""Demo tasks of the example site, each a real piece of work that shows one behaviour.
+
+Written as any host writes its own: ``@tracked_task()`` (Celery's ``shared_task`` on
+Tasklight's ``TrackedTask``) and ``@launchable`` for the ones the dashboard may start.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +10,11 @@ import csv
 import math
 import random
 import time
-from pathlib import Path
 from typing import Any
 
-from celery import shared_task
-
-from project.conf import tasklight
+from tasks import files
+from tasks.base import tracked_task
 from tasks.registry import launchable
-
-
-def export_path(task_id: str) -> Path:
-    return Path(tasklight("EXPORT_DIR")) / f"{task_id}.csv"
 
 
 @launchable(
@@ -29,7 +27,7 @@ def export_path(task_id: str) -> Path:
     },
     make_label=lambda p: f"Count primes below {p['limit']:,}",
 )
-@shared_task(bind=True, name="demo.count_primes")
+@tracked_task(name="demo.count_primes")
 def count_primes(self: Any, limit: int = 2_000_000) -> dict[str, int]:
     """CPU work in chunks: trial division by the primes up to sqrt(limit), chunk by chunk."""
     progress = self.progress
@@ -58,7 +56,7 @@ def count_primes(self: Any, limit: int = 2_000_000) -> dict[str, int]:
 
 
 def _delete_export(self: Any, task_id: str, args: Any, kwargs: Any) -> None:
-    export_path(task_id).unlink(missing_ok=True)
+    files.delete(task_id)
 
 
 @launchable(
@@ -71,13 +69,12 @@ def _delete_export(self: Any, task_id: str, args: Any, kwargs: Any) -> None:
     },
     make_label=lambda p: f"Export {p['rows']:,} rows to CSV",
 )
-@shared_task(bind=True, name="demo.export_csv", on_cancel=_delete_export)
+@tracked_task(name="demo.export_csv", on_cancel=_delete_export)
 def export_csv(self: Any, rows: int = 200_000) -> dict[str, Any]:
     """Writes a CSV of generated rows; the download is served to its owner only."""
     progress = self.progress
     progress.set(0, rows, "writing rows")
-    path = export_path(self.request.id)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = files.output_path(self.request.id, ".csv")
     rng = random.Random(rows)
     try:
         with path.open("w", newline="") as handle:
@@ -90,7 +87,7 @@ def export_csv(self: Any, rows: int = 200_000) -> dict[str, Any]:
     except BaseException:
         path.unlink(missing_ok=True)
         raise
-    return {"rows": rows, "bytes": path.stat().st_size, "download_url": f"/api/tasks/{self.request.id}/download/"}
+    return {"rows": rows, "bytes": path.stat().st_size, "download_url": files.download_url(self.request.id)}
 
 
 @launchable(
@@ -105,7 +102,7 @@ def export_csv(self: Any, rows: int = 200_000) -> dict[str, Any]:
     },
     make_label=lambda p: f"Flaky task (fails {p['fail_times']} times)",
 )
-@shared_task(bind=True, name="demo.flaky", max_retries=3)
+@tracked_task(name="demo.flaky", max_retries=3)
 def flaky(self: Any, fail_times: int = 2, retry_delay: float = 1.0) -> dict[str, int]:
     """Fails ``fail_times`` times, retrying after ``retry_delay`` seconds, then succeeds.
 
@@ -131,7 +128,7 @@ def flaky(self: Any, fail_times: int = 2, retry_delay: float = 1.0) -> dict[str,
     },
     make_label=lambda p: f"Sleep for {p['seconds']:g} s (indeterminate)",
 )
-@shared_task(bind=True, name="demo.sleepy")
+@tracked_task(name="demo.sleepy")
 def sleepy(self: Any, seconds: float = 5) -> dict[str, float]:
     """Indeterminate work: no total, only messages."""
     progress = self.progress
@@ -155,14 +152,14 @@ def sleepy(self: Any, seconds: float = 5) -> dict[str, float]:
     },
     make_label=lambda p: f"Stubborn sleep for {p['seconds']:g} s (never checks for cancel)",
 )
-@shared_task(bind=True, name="demo.stubborn")
+@tracked_task(name="demo.stubborn")
 def stubborn(self: Any, seconds: float = 60) -> dict[str, float]:
     """Sleeps in one long call and never reports: only a hard stop can cancel it."""
     time.sleep(seconds)
     return {"slept": seconds}
 
 
-@shared_task(bind=True, name="demo.tight_loop")
+@tracked_task(name="demo.tight_loop")
 def tight_loop(self: Any, reports: int = 1_000_000) -> dict[str, int]:
     """Not launchable: calls the reporter ``reports`` times in a tight loop (tests, bench)."""
     progress = self.progress

@@ -1,0 +1,199 @@
+"""Tasklight's settings: one ``TASKLIGHT`` dict, a default for every key (docs/integration.md).
+
+Read once into a typed object (``get()``) and read again when a test changes the
+setting. Wrong values are reported by ``manage.py check`` (tasks/checks.py); at run
+time ``get()`` raises ``ImproperlyConfigured`` naming the key, never ``KeyError``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+# Every key a host may set, with its default. Seconds unless the name says otherwise.
+DEFAULTS: dict[str, Any] = {
+    # Redis for Tasklight's live records, cancel flags and heartbeats. None: the first
+    # host of the channel layer below.
+    "REDIS_URL": None,
+    # Every Redis key and pub/sub channel Tasklight makes starts with this.
+    "REDIS_PREFIX": "tasklight",
+    # The alias in CHANNEL_LAYERS that carries updates (a Redis layer, never in-memory).
+    "CHANNEL_LAYER": "default",
+    # Track every Celery task (True), or only those built on tasks.base.TrackedTask.
+    "TRACK_ALL_TASKS": False,
+    # Modules of installed apps that are imported to find @launchable tasks.
+    "LAUNCHABLE_MODULES": ("tasks", "launchables"),
+    # May visitors who are not signed in own, start and watch tasks (by their session)?
+    "ALLOW_ANONYMOUS": True,
+    # Seconds between two publishes of one task's progress (about 10 a second).
+    "PUBLISH_INTERVAL": 0.1,
+    # A running task whose heartbeat is older than this is "worker lost".
+    "HEARTBEAT_TIMEOUT": 20.0,
+    # A cancel that the task has not honoured after this many seconds is enforced.
+    "CANCEL_GRACE": 10.0,
+    # Seconds between SIGTERM and SIGKILL when a cancel is enforced.
+    "KILL_AFTER": 3.0,
+    # How often the worker-side watchdog looks for lost workers and overdue cancels.
+    "WATCHDOG_INTERVAL": 1.0,
+    # Consumers re-read what they watch this often while a watched task is unfinished.
+    "RESYNC_INTERVAL": 5.0,
+    # Open sockets whose session has expired or been flushed are closed this often.
+    "SESSION_CHECK": 15.0,
+    # Live records in Redis expire this long after their last change.
+    "LIVE_TTL": 24 * 3600.0,
+    # Where tasks write files for their owner to download (tasks.files). None: a
+    # "tasklight" folder in MEDIA_ROOT (or in the system's temporary folder).
+    "FILES_DIR": None,
+    # Files written by tasks are deleted by `manage.py tasklight_purge` after this long.
+    "FILES_TTL": 24 * 3600.0,
+    # Finished runs older than this many days are deleted by `manage.py tasklight_purge`.
+    "RETENTION_DAYS": 30,
+    # Unfinished tasks one owner may have at once; the next launch answers 429.
+    "MAX_ACTIVE_PER_OWNER": 10,
+    # How many of an owner's tasks a snapshot or the list API returns.
+    "RECENT_LIMIT": 50,
+}
+
+# (lowest, highest) accepted for each number; None: no bound on that side.
+RANGES: dict[str, tuple[float | None, float | None]] = {
+    "PUBLISH_INTERVAL": (0.01, 60),
+    "HEARTBEAT_TIMEOUT": (1, 3600),
+    "CANCEL_GRACE": (0, 3600),
+    "KILL_AFTER": (0.1, 600),
+    "WATCHDOG_INTERVAL": (0.05, 600),
+    "RESYNC_INTERVAL": (0.1, 3600),
+    "SESSION_CHECK": (0.1, 3600),
+    "LIVE_TTL": (60, None),
+    "FILES_TTL": (0, None),
+    "RETENTION_DAYS": (0, None),
+    "MAX_ACTIVE_PER_OWNER": (1, 100_000),
+    "RECENT_LIMIT": (1, 1000),
+}
+INTEGERS = frozenset({"MAX_ACTIVE_PER_OWNER", "RECENT_LIMIT", "RETENTION_DAYS"})
+
+
+@dataclass(frozen=True)
+class TasklightSettings:
+    REDIS_URL: str
+    REDIS_PREFIX: str
+    CHANNEL_LAYER: str
+    TRACK_ALL_TASKS: bool
+    LAUNCHABLE_MODULES: tuple[str, ...]
+    ALLOW_ANONYMOUS: bool
+    PUBLISH_INTERVAL: float
+    HEARTBEAT_TIMEOUT: float
+    CANCEL_GRACE: float
+    KILL_AFTER: float
+    WATCHDOG_INTERVAL: float
+    RESYNC_INTERVAL: float
+    SESSION_CHECK: float
+    LIVE_TTL: float
+    FILES_DIR: Path
+    FILES_TTL: float
+    RETENTION_DAYS: int
+    MAX_ACTIVE_PER_OWNER: int
+    RECENT_LIMIT: int
+
+
+def user_settings() -> dict[str, Any]:
+    """The host's ``TASKLIGHT`` dict (empty when it has none)."""
+    value = getattr(settings, "TASKLIGHT", None)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ImproperlyConfigured("settings.TASKLIGHT must be a dict (see docs/integration.md).")
+    return value
+
+
+def problems() -> list[tuple[str, str]]:
+    """(key, what is wrong) for each value that is out of range or of the wrong type."""
+    found: list[tuple[str, str]] = []
+    values = {**DEFAULTS, **user_settings()}
+    for key, (low, high) in RANGES.items():
+        value = values[key]
+        kind = "a whole number" if key in INTEGERS else "a number"
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (key in INTEGERS and not isinstance(value, int)):
+            found.append((key, f"must be {kind}, not {value!r}"))
+        elif (low is not None and value < low) or (high is not None and value > high):
+            bounds = f"at least {low}" if high is None else f"between {low} and {high}"
+            found.append((key, f"must be {bounds}, not {value!r}"))
+    for key in ("TRACK_ALL_TASKS", "ALLOW_ANONYMOUS"):
+        if not isinstance(values[key], bool):
+            found.append((key, f"must be True or False, not {values[key]!r}"))
+    for key in ("REDIS_PREFIX", "CHANNEL_LAYER"):
+        if not isinstance(values[key], str) or not values[key]:
+            found.append((key, f"must be a non-empty string, not {values[key]!r}"))
+    modules = values["LAUNCHABLE_MODULES"]
+    if isinstance(modules, str) or not all(isinstance(m, str) for m in modules):
+        found.append(("LAUNCHABLE_MODULES", f"must be a list of module names, not {modules!r}"))
+    if values["REDIS_URL"] is not None and not isinstance(values["REDIS_URL"], str):
+        found.append(("REDIS_URL", f"must be a redis:// URL or None, not {values['REDIS_URL']!r}"))
+    return found
+
+
+def layer_redis_url(alias: str) -> str | None:
+    """The Redis URL of a channel layer's first host, when it names one."""
+    layer = getattr(settings, "CHANNEL_LAYERS", {}).get(alias) or {}
+    hosts = (layer.get("CONFIG") or {}).get("hosts") or []
+    first = hosts[0] if hosts else None
+    if isinstance(first, str):
+        return first
+    if isinstance(first, dict) and isinstance(first.get("address"), str):
+        return str(first["address"])
+    return None
+
+
+def _load() -> TasklightSettings:
+    bad = problems()
+    if bad:
+        key, what = bad[0]
+        raise ImproperlyConfigured(f"TASKLIGHT['{key}'] {what} (manage.py check lists every problem).")
+    values = {**DEFAULTS, **{k: v for k, v in user_settings().items() if k in DEFAULTS}}
+    redis_url = values["REDIS_URL"] or layer_redis_url(values["CHANNEL_LAYER"])
+    if not redis_url:
+        raise ImproperlyConfigured(
+            "Tasklight needs Redis: set TASKLIGHT['REDIS_URL'], or give the channel layer "
+            f"{values['CHANNEL_LAYER']!r} a redis:// host (tasklight.E005)."
+        )
+    values["REDIS_URL"] = redis_url
+    values["LAUNCHABLE_MODULES"] = tuple(values["LAUNCHABLE_MODULES"])
+    values["FILES_DIR"] = Path(values["FILES_DIR"]) if values["FILES_DIR"] else default_files_dir()
+    for key in RANGES:
+        values[key] = int(values[key]) if key in INTEGERS else float(values[key])
+    names = {f.name for f in fields(TasklightSettings)}
+    return TasklightSettings(**{k: v for k, v in values.items() if k in names})
+
+
+def default_files_dir() -> Path:
+    media = getattr(settings, "MEDIA_ROOT", "")
+    return Path(media) / "tasklight" if media else Path(tempfile.gettempdir()) / "tasklight-files"
+
+
+# Owned by this module: the settings read once per process; reset when a test changes them.
+_cached: TasklightSettings | None = None
+
+
+def get() -> TasklightSettings:
+    """Tasklight's settings, every key filled in."""
+    global _cached
+    if _cached is None:
+        _cached = _load()
+    return _cached
+
+
+def reset() -> None:
+    global _cached
+    _cached = None
+
+
+@receiver(setting_changed, dispatch_uid="tasklight.conf.reset")
+def _on_setting_changed(setting: str = "", **_: Any) -> None:
+    if setting in ("TASKLIGHT", "CHANNEL_LAYERS", "MEDIA_ROOT"):
+        reset()

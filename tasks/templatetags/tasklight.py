@@ -1,0 +1,56 @@
+"""Template tags: ``{% load tasklight %}`` (docs/integration.md).
+
+- ``{% tasklight_client %}`` in the page's ``<head>``: the client's script and styles and
+  its configuration (where Tasklight's HTTP API and WebSocket are mounted). It also gives
+  an anonymous visitor an owner id and a CSRF cookie before the socket opens.
+  ``{% tasklight_client toasts=False %}`` leaves out the end-of-task notices.
+- ``{% tasklight_progress task %}``: a live bar for one task (a task object or an id);
+  ``{% tasklight_progress task cancel=True %}`` adds a Cancel button.
+- ``{% tasklight_connection %}``: the live / reconnecting / offline badge.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import template
+from django.middleware.csrf import get_token
+from django.urls import reverse
+from django.utils.html import format_html
+
+from tasks.contracts import TERMINAL_NAMES
+from tasks.owners import ensure_visitor
+
+register = template.Library()
+
+
+def client_config() -> dict[str, Any]:
+    """What the browser client needs to know: its URLs, wherever ``tasks.urls`` is mounted."""
+    launchable = reverse("tasklight:launchable")
+    return {
+        "api": launchable[: -len("launchable/")],
+        "ws": reverse("tasklight:websocket"),
+        "terminal": list(TERMINAL_NAMES),
+    }
+
+
+@register.inclusion_tag("tasklight/client.html", takes_context=True)
+def tasklight_client(context: template.Context, toasts: bool = True) -> dict[str, Any]:
+    request = context.get("request")
+    if request is not None:
+        ensure_visitor(request)
+        get_token(request)  # the csrftoken cookie that Cancel and launch send back
+    return {"config": client_config(), "toasts": toasts}
+
+
+@register.simple_tag
+def tasklight_progress(task: Any, cancel: bool = False) -> str:
+    task_id = task.get("id") if isinstance(task, dict) else getattr(task, "id", task)
+    if cancel:
+        return format_html('<task-progress task-id="{}" cancel></task-progress>', str(task_id))
+    return format_html('<task-progress task-id="{}"></task-progress>', str(task_id))
+
+
+@register.inclusion_tag("tasklight/connection.html")
+def tasklight_connection() -> dict[str, Any]:
+    return {}
