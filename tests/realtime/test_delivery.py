@@ -158,3 +158,22 @@ async def test_resync_delivers_a_terminal_state_that_was_never_published(visitor
     assert len(frames) == 2, frames
     for ws in (watching_all, watching_one):
         await ws.close()
+
+
+async def test_a_socket_holds_no_channel_layer_subscription_of_its_own(visitor, redis) -> None:
+    # Updates reach sockets through their process's hub: a socket that also had a channel
+    # of its own would hold a Redis subscription (and its buffers) that nothing reads.
+    import redis as redis_py
+    from django.conf import settings
+
+    prefix = settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]
+    client = redis_py.Redis.from_url(redis.url)
+    sockets = [(await subscribed(visitor))[0] for _ in range(10)]
+    try:
+        channels = [c.decode() for c in client.pubsub_channels(f"{prefix}*")]
+        assert any(c.startswith(f"{prefix}tasklight.hub.") for c in channels), channels  # the hub's own
+        assert [c for c in channels if c.startswith(f"{prefix}specific.")] == []
+    finally:
+        for ws in sockets:
+            await ws.close()
+        client.close()
