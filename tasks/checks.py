@@ -40,7 +40,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     for key, what in conf.problems():
         found.append(checks.Error(f"TASKLIGHT[{key!r}] {what}.", hint=HINT, id="tasklight.E004"))
     alias = user.get("CHANNEL_LAYER", conf.DEFAULTS["CHANNEL_LAYER"])
-    layer = getattr(settings, "CHANNEL_LAYERS", {}).get(alias) if isinstance(alias, str) else None
+    layer = conf.channel_layer(alias)
     if not layer:
         found.append(checks.Error(
             f"Tasklight needs a channel layer, and CHANNEL_LAYERS has none named {alias!r}.",

@@ -7,6 +7,8 @@ time ``get()`` raises ``ImproperlyConfigured`` naming the key, never ``KeyError`
 
 from __future__ import annotations
 
+import math
+import os
 import tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -77,6 +79,8 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "RECENT_LIMIT": (1, 1000),
 }
 INTEGERS = frozenset({"MAX_ACTIVE_PER_OWNER", "RECENT_LIMIT", "RETENTION_DAYS"})
+# What redis.Redis.from_url accepts.
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 @dataclass(frozen=True)
@@ -119,7 +123,12 @@ def problems() -> list[tuple[str, str]]:
     for key, (low, high) in RANGES.items():
         value = values[key]
         kind = "a whole number" if key in INTEGERS else "a number"
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (key in INTEGERS and not isinstance(value, int)):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or (key in INTEGERS and not isinstance(value, int))
+            or not math.isfinite(value)  # NaN passes every comparison; infinity overflows int()
+        ):
             found.append((key, f"must be {kind}, not {value!r}"))
         elif (low is not None and value < low) or (high is not None and value > high):
             bounds = f"at least {low}" if high is None else f"between {low} and {high}"
@@ -131,20 +140,36 @@ def problems() -> list[tuple[str, str]]:
         if not isinstance(values[key], str) or not values[key]:
             found.append((key, f"must be a non-empty string, not {values[key]!r}"))
     modules = values["LAUNCHABLE_MODULES"]
-    if isinstance(modules, str) or not all(isinstance(m, str) for m in modules):
+    if not isinstance(modules, (list, tuple)) or not all(isinstance(m, str) for m in modules):
         found.append(("LAUNCHABLE_MODULES", f"must be a list of module names, not {modules!r}"))
-    if values["REDIS_URL"] is not None and not isinstance(values["REDIS_URL"], str):
-        found.append(("REDIS_URL", f"must be a redis:// URL or None, not {values['REDIS_URL']!r}"))
+    url = values["REDIS_URL"]
+    if url not in (None, "") and not (isinstance(url, str) and url.startswith(REDIS_SCHEMES)):
+        found.append(("REDIS_URL", f"must be a redis:// URL or None, not {url!r}"))
+    if values["FILES_DIR"] is not None and not isinstance(values["FILES_DIR"], (str, os.PathLike)):
+        found.append(("FILES_DIR", f"must be a path or None, not {values['FILES_DIR']!r}"))
     return found
 
 
+def channel_layer(alias: Any) -> dict[str, Any] | None:
+    """The ``CHANNEL_LAYERS`` entry named ``alias``, if there is one."""
+    layers = getattr(settings, "CHANNEL_LAYERS", None)
+    if not isinstance(layers, dict) or not isinstance(alias, str):
+        return None
+    layer = layers.get(alias)
+    return layer if isinstance(layer, dict) else None
+
+
 def layer_redis_url(alias: str) -> str | None:
-    """The Redis URL of a channel layer's first host, when it names one."""
-    layer = getattr(settings, "CHANNEL_LAYERS", {}).get(alias) or {}
-    hosts = (layer.get("CONFIG") or {}).get("hosts") or []
-    first = hosts[0] if hosts else None
+    """The Redis URL of a channel layer's first host, in any form channels_redis accepts."""
+    config = (channel_layer(alias) or {}).get("CONFIG") or {}
+    hosts = config.get("hosts") if isinstance(config, dict) else None
+    if not isinstance(hosts, (list, tuple)) or not hosts:  # a bare string is refused by channels_redis too
+        return None
+    first = hosts[0]
     if isinstance(first, str):
         return first
+    if isinstance(first, (tuple, list)) and len(first) >= 2:  # ("127.0.0.1", 6379), as Channels' docs show
+        return f"redis://{first[0]}:{first[1]}"
     if isinstance(first, dict) and isinstance(first.get("address"), str):
         return str(first["address"])
     return None
@@ -176,16 +201,20 @@ def default_files_dir() -> Path:
     return Path(media) / "tasklight" if media else Path(tempfile.gettempdir()) / "tasklight-files"
 
 
-# Owned by this module: the settings read once per process; reset when a test changes them.
-_cached: TasklightSettings | None = None
+# Owned by this module: the settings read once per process, with the TASKLIGHT object
+# they were read from; reset when a test changes them.
+_cached: tuple[Any, TasklightSettings] | None = None
 
 
 def get() -> TasklightSettings:
     """Tasklight's settings, every key filled in."""
     global _cached
-    if _cached is None:
-        _cached = _load()
-    return _cached
+    # Also read again when TASKLIGHT itself was replaced or deleted without the
+    # setting_changed signal (pytest-django's ``del settings.TASKLIGHT`` sends none).
+    source = getattr(settings, "TASKLIGHT", None)
+    if _cached is None or _cached[0] is not source:
+        _cached = (source, _load())
+    return _cached[1]
 
 
 def reset() -> None:

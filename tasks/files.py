@@ -41,13 +41,18 @@ def find(task_id: str) -> Path | None:
     return None
 
 
-def delete(task_id: str) -> int:
-    """Delete the task's file; how many were deleted."""
+def paths(task_id: str) -> list[Path]:
+    """The files the task ``task_id`` wrote that are still there."""
     folder = files_dir()
     if not folder.is_dir():
-        return 0
+        return []
+    return [path for path in folder.glob(f"{task_id}.*") if path.is_file()]
+
+
+def delete(task_id: str) -> int:
+    """Delete the task's file; how many were deleted."""
     count = 0
-    for path in folder.glob(f"{task_id}.*"):
+    for path in paths(task_id):
         path.unlink(missing_ok=True)
         count += 1
     return count

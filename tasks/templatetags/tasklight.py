@@ -36,7 +36,8 @@ def client_config() -> dict[str, Any]:
 
 @register.inclusion_tag("tasklight/client.html", takes_context=True)
 def tasklight_client(context: template.Context, toasts: bool = True) -> dict[str, Any]:
-    request = context.get("request")
+    # RequestContext has the request even without the "request" context processor.
+    request = context.get("request") or getattr(context, "request", None)
     if request is not None:
         ensure_visitor(request)
         get_token(request)  # the csrftoken cookie that Cancel and launch send back

@@ -7,8 +7,10 @@ Run it once a day (cron, a systemd timer, or Celery beat calling
 
 from __future__ import annotations
 
+import math
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -33,15 +35,21 @@ class Command(BaseCommand):
     def handle(self, *args: Any, days: float | None = None, dry_run: bool = False, **options: Any) -> None:
         settings = conf.get()
         days = float(settings.RETENTION_DAYS if days is None else days)
-        if days < 0:
-            raise CommandError("--days must be 0 or more")
-        cutoff = now() - timedelta(days=days)
+        if not math.isfinite(days) or days < 0:
+            raise CommandError("--days must be a number, 0 or more")
+        try:
+            cutoff = now() - timedelta(days=days)
+        except OverflowError:  # further back than dates go: no run is that old
+            cutoff = datetime.min.replace(tzinfo=UTC)
         old = TaskRun.objects.filter(state__in=TERMINAL_STATES, finished_at__lt=cutoff)
         ids = [str(i) for i in old.values_list("id", flat=True)]
-        files_removed = self.old_files(settings.FILES_TTL, dry_run)
+        stale = self.old_files(settings.FILES_TTL, dry_run)
         if dry_run:
-            self.stdout.write(f"Would delete {len(ids)} runs and {files_removed} files.")
+            # The old runs' own files go with their run, however young they are.
+            doomed = stale.union(*(files.paths(task_id) for task_id in ids))
+            self.stdout.write(f"Would delete {len(ids)} runs and {len(doomed)} files.")
             return
+        files_removed = len(stale)
         client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=5)
         records = 0
         try:
@@ -57,19 +65,19 @@ class Command(BaseCommand):
             client.close()
         self.stdout.write(f"Deleted {len(ids)} runs, {records} live records and {files_removed} files.")
 
-    def old_files(self, ttl: float, dry_run: bool) -> int:
-        """Files older than FILES_TTL, whoever wrote them; how many were (or would be) deleted."""
+    def old_files(self, ttl: float, dry_run: bool) -> set[Path]:
+        """Files older than FILES_TTL, whoever wrote them: those deleted (or that would be)."""
         folder = files.files_dir()
         if not folder.is_dir():
-            return 0
+            return set()
         cutoff = time.time() - ttl
-        count = 0
+        found: set[Path] = set()
         for path in folder.iterdir():
             try:
                 if path.is_file() and path.stat().st_mtime < cutoff:
                     if not dry_run:
                         path.unlink()
-                    count += 1
+                    found.add(path)
             except FileNotFoundError:
                 continue  # taken by a concurrent purge
-        return count
+        return found
