@@ -8,7 +8,7 @@
 | tasklight.E004 | a ``TASKLIGHT`` value out of range or of the wrong type |
 | tasklight.E005 | no Redis URL: neither ``TASKLIGHT["REDIS_URL"]`` nor a redis host in the layer |
 | tasklight.E006 | ``TASKLIGHT`` is not a dict |
-| tasklight.E007 | ``realtime`` installed without ``tasks`` |
+| tasklight.E007 | the installed app ``realtime`` is not Tasklight's (a host package of that name hides it) |
 | tasklight.W001 | an unknown ``TASKLIGHT`` key (a typo?) |
 """
 
@@ -26,6 +26,7 @@ from tasks import conf
 IN_MEMORY_LAYERS = ("channels.layers.InMemoryChannelLayer",)
 UNSUPPORTED_SESSION_ENGINES = ("django.contrib.sessions.backends.signed_cookies",)
 HINT = "See docs/integration.md, 'Settings'."
+REALTIME_LABEL = "tasklight_realtime"
 
 
 @checks.register(checks.Tags.compatibility)
@@ -68,6 +69,12 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
             hint="Use the db, cached_db, cache or file session engine.",
             id="tasklight.E003",
         ))
-    if apps.is_installed("realtime") and not apps.is_installed("tasks"):
-        found.append(checks.Error("'realtime' needs 'tasks' in INSTALLED_APPS.", hint=HINT, id="tasklight.E007"))
+    for config in apps.get_app_configs():
+        if config.name == "realtime" and config.label != REALTIME_LABEL:
+            found.append(checks.Error(
+                f"The installed app 'realtime' ({config.path}) is not Tasklight's: a package of this project "
+                "named 'realtime' hides Tasklight's, and the WebSocket route will not import.",
+                hint="Rename your package; Tasklight's top-level names are 'tasks' and 'realtime' (docs/integration.md).",
+                id="tasklight.E007",
+            ))
     return found

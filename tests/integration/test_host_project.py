@@ -295,11 +295,12 @@ def check_name_collisions(host: Path, python: Path, env: dict[str, str], manage:
     (host / "tasks" / "__init__.py").write_text("")
     shadowed = manage("check", check=False)
     assert shadowed.returncode != 0
-    assert f"ImportError: cannot import name 'conf' from 'tasks' ({host / 'tasks' / '__init__.py'})" in shadowed.stderr, shadowed.stderr
+    assert f"('tasks' is {host / 'tasks' / '__init__.py'}: a package of this project hides Tasklight's; rename it)" in shadowed.stderr, shadowed.stderr
     shutil.rmtree(host / "tasks")
     (host / "realtime").mkdir()
     (host / "realtime" / "__init__.py").write_text("")
-    assert "no issues" in manage("check").stdout
+    hidden = manage("check", check=False)
+    assert hidden.returncode != 0 and "tasklight.E007" in hidden.stderr and "is not Tasklight's" in hidden.stderr, hidden.stderr
     asgi = subprocess.run([str(python), "-c", "import project.asgi"], cwd=host, env=env, capture_output=True, text=True)
     assert "ModuleNotFoundError: No module named 'realtime.routing'" in asgi.stderr, asgi.stderr
     shutil.rmtree(host / "realtime")

@@ -119,11 +119,17 @@ def test_an_unknown_key_is_w001() -> None:
     assert message.msg == "TASKLIGHT['PUBLISH_INTERVALL'] is not a Tasklight setting."
 
 
-def test_realtime_without_tasks_is_e007(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_host_package_named_realtime_is_e007(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
     from tasks import checks
 
-    monkeypatch.setattr(checks.apps, "is_installed", lambda name: name == "realtime")
-    assert [m.id for m in checks.check_settings()] == ["tasklight.E007"]
+    hidden = SimpleNamespace(name="realtime", label="realtime", path="/srv/shop/realtime")
+    monkeypatch.setattr(checks.apps, "get_app_configs", lambda: [hidden])
+    [message] = [m for m in checks.check_settings() if m.id == "tasklight.E007"]
+    assert "/srv/shop/realtime" in message.msg and "is not Tasklight's" in message.msg
+    monkeypatch.undo()
+    assert "tasklight.E007" not in [m.id for m in checks.check_settings()]
 
 
 def test_call_command_check_fails_on_an_error_and_names_it() -> None:
