@@ -3,7 +3,7 @@
 Loaded only under bench/settings.py. The Tasklight tasks are launchable (started over
 the HTTP API, as a browser would); the baseline tasks are named ``tasklight.bench.*``
 so that Tasklight's lifecycle signals leave them alone (names with the ``tasklight.``
-prefix are not tracked, tasks/lifecycle.py): the baseline pays only for its own
+prefix are not tracked, tasks/worker/lifecycle.py): the baseline pays only for its own
 reporting. Baseline tasks keep their results (``ignore_result=False``) because the
 celery-progress page reads the final state from the result backend.
 

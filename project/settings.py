@@ -22,14 +22,12 @@ ALLOWED_HOSTS = env_list(
     "DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else []
 )
 if not ALLOWED_HOSTS:
-    ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", [])
-    if not ALLOWED_HOSTS:
-        from django.core.exceptions import ImproperlyConfigured
+    from django.core.exceptions import ImproperlyConfigured
 
-        raise ImproperlyConfigured(
-            "The environment variable DJANGO_ALLOWED_HOSTS is required when DEBUG is off "
-            "(a comma-separated list of host names this site answers to)."
-        )
+    raise ImproperlyConfigured(
+        "The environment variable DJANGO_ALLOWED_HOSTS is required when DEBUG is off "
+        "(a comma-separated list of host names this site answers to)."
+    )
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [

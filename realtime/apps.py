@@ -23,7 +23,5 @@ class TasklightRealtimeConfig(AppConfig):
         from django.contrib.auth.signals import user_logged_out
 
         from realtime import monitor
-        from realtime.transport import allow_protocol_close_codes
 
         user_logged_out.connect(monitor.on_logout, dispatch_uid="tasklight.on_logout")
-        allow_protocol_close_codes()

@@ -15,6 +15,7 @@ from __future__ import annotations
 from django.urls import URLPattern, path, reverse
 
 from realtime.consumers import TasksConsumer
+from realtime.transport import allow_protocol_close_codes
 
 
 def websocket_path() -> str:
@@ -23,5 +24,10 @@ def websocket_path() -> str:
 
 
 def websocket_urlpatterns() -> list[URLPattern]:
-    """Tasklight's WebSocket route, for the host's ``URLRouter``."""
+    """Tasklight's WebSocket route, for the host's ``URLRouter``.
+
+    Only the ASGI entry point builds it, so Daphne's close codes are adjusted there
+    (realtime/transport.py), never in a worker or a management command.
+    """
+    allow_protocol_close_codes()
     return [path(websocket_path(), TasksConsumer.as_asgi())]

@@ -9,6 +9,8 @@
 | tasklight.E005 | no Redis URL: neither ``TASKLIGHT["REDIS_URL"]`` nor a redis host in the layer |
 | tasklight.E006 | ``TASKLIGHT`` is not a dict |
 | tasklight.E007 | the installed app ``realtime`` is not Tasklight's (a host package of that name hides it) |
+| tasklight.E008 | ``SessionMiddleware`` or ``AuthenticationMiddleware`` missing: owners cannot be known |
+| tasklight.E009 | ``tasks.urls`` is not mounted (namespace ``tasklight``) |
 | tasklight.W001 | an unknown ``TASKLIGHT`` key (a typo?) |
 """
 
@@ -20,6 +22,7 @@ from django.apps import apps
 from django.conf import settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
+from django.urls import NoReverseMatch, reverse
 
 from tasks import conf
 
@@ -78,3 +81,36 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 id="tasklight.E007",
             ))
     return found
+
+
+REQUIRED_MIDDLEWARE = (
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+)
+
+
+@checks.register(checks.Tags.security)
+def check_middleware(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    middleware = list(getattr(settings, "MIDDLEWARE", []) or [])
+    return [
+        checks.Error(
+            f"Tasklight needs {name} in MIDDLEWARE: a task's owner is the signed-in user or the visitor's session.",
+            hint="Keep Django's default middleware (docs/integration.md).",
+            id="tasklight.E008",
+        )
+        for name in REQUIRED_MIDDLEWARE
+        if name not in middleware
+    ]
+
+
+@checks.register(checks.Tags.urls)
+def check_urls(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    try:
+        reverse("tasklight:launchable")
+    except NoReverseMatch:
+        return [checks.Error(
+            "Tasklight's URLs are not mounted: the client, the template tags and the WebSocket route need them.",
+            hint='Add path("tasklight/", include("tasks.urls")) to your ROOT_URLCONF.',
+            id="tasklight.E009",
+        )]
+    return []

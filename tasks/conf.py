@@ -66,7 +66,7 @@ DEFAULTS: dict[str, Any] = {
 # (lowest, highest) accepted for each number; None: no bound on that side.
 RANGES: dict[str, tuple[float | None, float | None]] = {
     "PUBLISH_INTERVAL": (0.01, 60),
-    "HEARTBEAT_TIMEOUT": (1, 3600),
+    "HEARTBEAT_TIMEOUT": (3, 3600),
     "CANCEL_GRACE": (0, 3600),
     "KILL_AFTER": (0.1, 600),
     "WATCHDOG_INTERVAL": (0.05, 600),
@@ -147,6 +147,13 @@ def problems() -> list[tuple[str, str]]:
         found.append(("REDIS_URL", f"must be a redis:// URL or None, not {url!r}"))
     if values["FILES_DIR"] is not None and not isinstance(values["FILES_DIR"], (str, os.PathLike)):
         found.append(("FILES_DIR", f"must be a path or None, not {values['FILES_DIR']!r}"))
+    # Heartbeats are refreshed once a second or once a publish interval, whichever is
+    # longer: a timeout under three of those would call live tasks lost.
+    interval, timeout = values["PUBLISH_INTERVAL"], values["HEARTBEAT_TIMEOUT"]
+    if not any(k in (key for key, _ in found) for k in ("PUBLISH_INTERVAL", "HEARTBEAT_TIMEOUT")):
+        if timeout < 3 * max(1.0, interval):
+            least = 3 * max(1.0, interval)
+            found.append(("HEARTBEAT_TIMEOUT", f"must be at least 3 x max(1, PUBLISH_INTERVAL) = {least:g}, not {timeout!r}"))
     return found
 
 

@@ -55,6 +55,3 @@ class TaskRun(models.Model):
     def __str__(self) -> str:
         return f"{self.name} {self.id} ({self.state})"
 
-    @property
-    def is_terminal(self) -> bool:
-        return self.state in TERMINAL_STATES

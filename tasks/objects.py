@@ -14,23 +14,6 @@ from typing import Any, cast
 from tasks.contracts import TERMINAL_STATES, TaskObject
 from tasks.models import TaskRun
 
-# Fields that come from the row; the live record may only add progress and ETA.
-ROW_FIELDS = (
-    "id",
-    "name",
-    "label",
-    "state",
-    "cancel_requested",
-    "attempt",
-    "created_at",
-    "started_at",
-    "finished_at",
-    "updated_at",
-    "result",
-    "error",
-)
-LIVE_ONLY_FIELDS = ("progress", "eta_seconds")
-
 
 def iso(dt: datetime | None) -> str | None:
     """ISO 8601 in UTC with milliseconds and a Z, or None."""

@@ -58,3 +58,8 @@ def ensure_visitor(request: Any) -> None:
         return
     if not session.get(VISITOR_SESSION_KEY):
         session[VISITOR_SESSION_KEY] = secrets.token_hex(16)
+
+
+async def aensure_visitor(request: Any) -> None:
+    """``ensure_visitor`` for async views: await it before rendering ``{% tasklight_client %}``."""
+    await owner_for_request(request)

@@ -5,7 +5,7 @@ values and check a local cancel flag, nothing more. The worker's publisher threa
 (tasks/worker/publisher.py) samples those values about ten times a second, turns them into
 the ``progress`` object and ETA of the task object, and sends them on.
 
-    @app.task(bind=True)
+    @shared_task(bind=True, base=TrackedTask)   # from tasks.base import TrackedTask
     def import_rows(self, path):
         progress = self.progress            # or tasks.progress.reporter(self)
         rows = load(path)
@@ -138,6 +138,11 @@ def register(task_id: str) -> Progress:
         if found is None:
             found = _reporters[task_id] = Progress(task_id)
         return found
+
+
+def running_reporter(task_id: str) -> Progress | None:
+    """The reporter of a task running in this process, if any."""
+    return _reporters.get(task_id)
 
 
 def unregister(task_id: str) -> None:

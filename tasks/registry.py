@@ -7,6 +7,7 @@ of every installed app, imported on the first look-up in each process.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -54,14 +55,21 @@ class Launchable:
 # Owned by this module: launchables by task name, filled by @launchable as modules load.
 _registry: dict[str, Launchable] = {}
 _discovered = False
+_discover_lock = threading.Lock()
 
 
 def discover() -> None:
-    """Import the launchable modules of every installed app, once per process."""
+    """Import the launchable modules of every installed app, once per process.
+
+    A module that fails to import raises here, and the next look-up tries again.
+    """
     global _discovered
-    if not _discovered:
-        _discovered = True
-        autodiscover_modules(*conf.get().LAUNCHABLE_MODULES)
+    if _discovered:
+        return
+    with _discover_lock:
+        if not _discovered:
+            autodiscover_modules(*conf.get().LAUNCHABLE_MODULES)
+            _discovered = True
 
 
 def launchable(

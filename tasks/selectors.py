@@ -76,7 +76,3 @@ async def recent_rows(owner: Owner | None, limit: int | None = None) -> list[Tas
 async def recent_objects(owner: Owner | None) -> list[TaskObject]:
     """The owner's recent tasks, newest first, as task objects."""
     return await objects_for_rows(await recent_rows(owner))
-
-
-async def rows_by_ids(owner: Owner, ids: list[str]) -> list[TaskRun]:
-    return [r async for r in TaskRun.objects.filter(owner_key=owner.key, id__in=ids)]

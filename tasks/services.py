@@ -146,19 +146,39 @@ async def astart_task(request: HttpRequest, name: str, params: dict[str, Any] | 
 
 
 def start_task(request: HttpRequest, name: str, params: dict[str, Any] | None = None) -> TaskObject:
-    """``astart_task`` for a host's ordinary (sync) views."""
-    return async_to_sync(astart_task)(request, name, params)
+    """``astart_task`` for a host's ordinary (sync) views.
+
+    Inside a transaction (``atomic()``, ``ATOMIC_REQUESTS``) the run is created in it and
+    sent to Celery, and shown to watchers, only once it commits: a rolled-back view
+    starts nothing, as with Celery's ``delay_on_commit``.
+    """
+    if not transaction.get_connection().in_atomic_block:
+        return async_to_sync(astart_task)(request, name, params)
+    row = async_to_sync(_create_for_request)(request, name, params)
+    transaction.on_commit(lambda: async_to_sync(_publish_and_send)(row), robust=True)
+    return task_object(row)
+
+
+async def _create_for_request(request: HttpRequest, name: str, params: dict[str, Any] | None) -> TaskRun:
+    owner = await owner_for_request(request)
+    if owner is None:
+        raise NotAllowed()
+    return await _create_run(owner=owner, name=name, params=params or {})
 
 
 async def launch(*, owner: Owner, name: Any, params: Any) -> TaskObject:
     """Validate, create the run, send it to Celery, publish ``queued``; the task object."""
+    return await _publish_and_send(await _create_run(owner=owner, name=name, params=params))
+
+
+async def _create_run(*, owner: Owner, name: Any, params: Any) -> TaskRun:
     spec = registry.get(name)
     clean = spec.validate(params)
     limit = conf.get().MAX_ACTIVE_PER_OWNER
     if await TaskRun.objects.filter(owner_key=owner.key, state__in=ACTIVE_STATES).acount() >= limit:
         raise TooManyActive(limit)
     moment = now()
-    row = await TaskRun.objects.acreate(
+    return await TaskRun.objects.acreate(
         name=spec.name,
         label=spec.make_label(clean)[:300],
         owner_key=owner.key,
@@ -168,6 +188,10 @@ async def launch(*, owner: Owner, name: Any, params: Any) -> TaskObject:
         updated_at=moment,
         seq=next_seq(0),
     )
+
+
+async def _publish_and_send(row: TaskRun) -> TaskObject:
+    """Publish ``queued``, then send the run to Celery; a broker that refuses fails the run."""
     # Published before it is sent, so "queued" can never arrive after the worker's "running".
     queued = await publish_row(row)
     try:

@@ -14,7 +14,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from celery import current_app
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.db import DatabaseError, connection
 from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
@@ -64,16 +64,18 @@ def api(*methods: str) -> Callable[[Callable[..., Awaitable[HttpResponseBase]]],
                 response = error("method_not_allowed", f"use {' or '.join(methods)}", 405)
                 response["Allow"] = ", ".join(methods)
                 return response
-            if request.method not in SAFE_METHODS and _csrf_failure(request) is not None:
-                return error(
-                    "csrf_failed", "CSRF token missing or incorrect: send the csrftoken cookie's value as X-CSRFToken", 403
-                )
             try:
+                if request.method not in SAFE_METHODS and await sync_to_async(_csrf_failure)(request) is not None:
+                    return error(
+                        "csrf_failed", "CSRF token missing or incorrect: send the page's CSRF token in the CSRF header", 403
+                    )
                 return await view(request, *args, **kwargs)
             except TasklightError as exc:
                 return error_response(exc)
             except RequestDataTooBig:
                 return error("bad_request", "request body too large", 413)
+            except SuspiciousOperation:  # too many fields, a malformed body
+                return error("bad_request", "the request could not be read", 400)
             except DatabaseError:
                 logger.warning("Database unavailable for %s", request.path, exc_info=True)
                 return error("unavailable", "the database is unavailable; try again shortly", 503)

@@ -14,6 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 from django import template
+from django.conf import settings
+from django.core.exceptions import SynchronousOnlyOperation
 from django.middleware.csrf import get_token
 from django.urls import reverse
 from django.utils.html import format_html
@@ -38,10 +40,22 @@ def client_config() -> dict[str, Any]:
 def tasklight_client(context: template.Context, toasts: bool = True) -> dict[str, Any]:
     # RequestContext has the request even without the "request" context processor.
     request = context.get("request") or getattr(context, "request", None)
+    config = client_config()
     if request is not None:
-        ensure_visitor(request)
-        get_token(request)  # the csrftoken cookie that Cancel and launch send back
-    return {"config": client_config(), "toasts": toasts}
+        try:
+            ensure_visitor(request)
+        except SynchronousOnlyOperation:
+            # Rendered inside an async view whose session is not loaded yet: that view
+            # awaits tasks.owners.aensure_visitor(request) first (docs/integration.md).
+            pass
+        # The token Cancel and launch send back, whatever the host's CSRF settings are.
+        config["csrf"] = {"token": get_token(request), "header": _header_name(settings.CSRF_HEADER_NAME)}
+    return {"config": config, "toasts": toasts}
+
+
+def _header_name(meta_key: str) -> str:
+    """``HTTP_X_CSRFTOKEN`` (Django's META form) -> ``X-CSRFTOKEN`` (what fetch() sends)."""
+    return meta_key.removeprefix("HTTP_").replace("_", "-")
 
 
 @register.simple_tag

@@ -27,7 +27,7 @@ from tasks.objects import iso, next_seq, now, row_fields
 from tasks.progress import TaskCancelled
 from tasks.publishing import Change
 from tasks.worker import watchdog
-from tasks.worker.publisher import publish_row, worker_publisher
+from tasks.worker.publisher import submit_row, worker_publisher
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def _finish(task_id: str, to: str, **changes: Any) -> None:
         _publish_without_row(task_id, to, changes)
         return
     if row is not None:
-        publish_row(row, {"progress": final["progress"]} if final else None, wait=TERMINAL_WAIT)
+        submit_row(row, {"progress": final["progress"]} if final else None, wait=TERMINAL_WAIT)
 
 
 def _publish_without_row(task_id: str, to: str, changes: dict[str, Any]) -> None:
@@ -118,7 +118,7 @@ def on_prerun(sender: Any = None, task_id: str | None = None, task: Any = None, 
     reporter = progress_mod.register(task_id)
     base = row_fields(row)
     worker_publisher().track(task_id, row.owner_key, base, reporter)
-    publish_row(row, wait=START_WAIT)
+    submit_row(row, wait=START_WAIT)
 
 
 def on_success(sender: Any = None, result: Any = None, **_: Any) -> None:
@@ -152,7 +152,7 @@ def on_failure(
         row = TaskRun.objects.filter(id=task_id).only("cancel_requested").first()
         cancel_requested = bool(row and row.cancel_requested)
     except DatabaseError:  # _finish publishes without the row; what this process knows will do
-        reporter = progress_mod._reporters.get(task_id)
+        reporter = progress_mod.running_reporter(task_id)
         cancel_requested = bool(reporter and reporter.cancelled)
     if isinstance(exception, TaskCancelled) or (
         cancel_requested and isinstance(exception, (WorkerLostError, Terminated))

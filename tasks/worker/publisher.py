@@ -274,7 +274,7 @@ class WorkerPublisher:
             self._schedule_flush(t)
 
 
-def publish_row(row: TaskRun, progress_fields: dict[str, Any] | None = None, *, wait: float) -> None:
+def submit_row(row: TaskRun, progress_fields: dict[str, Any] | None = None, *, wait: float) -> None:
     """Hand a row's new state to this process's publisher (bounded wait, never raises)."""
     try:
         worker_publisher().submit(Change.of_row(row, **(progress_fields or {})), wait=wait)

@@ -28,7 +28,7 @@ from tasks import conf, live, services
 from tasks.contracts import TERMINAL_STATES, State
 from tasks.models import TaskRun
 from tasks.objects import iso, now
-from tasks.worker.publisher import publish_row
+from tasks.worker.publisher import submit_row
 
 logger = logging.getLogger(__name__)
 
@@ -104,13 +104,13 @@ class Watchdog:
         updated = services.transition(task_id, to=to, allowed_from=frozenset({State.RUNNING}), error=error)
         if updated is not None:
             logger.warning("Task %s: worker lost, marked %s", task_id, to)
-            publish_row(updated, wait=0.5)
+            submit_row(updated, wait=0.5)
 
     def adopt_published_end(self, row: TaskRun) -> bool:
         """Write to the row a state change that was published but never written.
 
         A worker whose database was away when its task ended (or went to retry)
-        publishes the change to the live record only (tasks/lifecycle.py); its heartbeat
+        publishes the change to the live record only (tasks/worker/lifecycle.py); its heartbeat
         then stops, and here the row catches up instead of calling the worker lost.
         """
         raw = self.redis.hgetall(live.live_key(str(row.id)))
@@ -124,7 +124,7 @@ class Watchdog:
         updated = services.transition(str(row.id), to=state, allowed_from=frozenset({State.RUNNING}), **changes)
         if updated is not None:
             logger.warning("Task %s: wrote its published end (%s) to the row", row.id, state)
-            publish_row(updated, wait=0.5)
+            submit_row(updated, wait=0.5)
         return True
 
     def enforce_cancels(self) -> None:
@@ -177,7 +177,7 @@ class Watchdog:
         )
         if updated is not None:
             logger.warning("Task %s could not be stopped by its pool; left running", row.id)
-            publish_row(updated, wait=0.5)
+            submit_row(updated, wait=0.5)
 
 
 def _loop() -> None:

@@ -163,3 +163,20 @@ def test_manage_py_check_reports_a_bad_value_and_a_typo_and_exits_non_zero() -> 
     assert "?: (tasklight.E004) TASKLIGHT['PUBLISH_INTERVAL'] must be between 0.01 and 60, not 0." in result.stderr
     assert "?: (tasklight.W001) TASKLIGHT['RECENT_LIMT'] is not a Tasklight setting." in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_missing_session_or_auth_middleware_is_e008() -> None:
+    from django.core.checks import run_checks
+
+    middleware = [m for m in settings.MIDDLEWARE if "AuthenticationMiddleware" not in m]
+    with override_settings(MIDDLEWARE=middleware):
+        ids = [m.id for m in run_checks() if m.id.startswith("tasklight.")]
+    assert ids == ["tasklight.E008"]
+
+
+def test_unmounted_urls_are_e009() -> None:
+    from django.core.checks import run_checks
+
+    with override_settings(ROOT_URLCONF="tests.urls_without_tasklight"):
+        ids = [m.id for m in run_checks(tags=["urls"]) if m.id.startswith("tasklight.")]
+    assert ids == ["tasklight.E009"]

@@ -117,3 +117,21 @@ def test_a_channels_style_host_tuple_gives_the_redis_url() -> None:
     layers = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [("redis.internal", 6380)]}}}
     with override_settings(TASKLIGHT=without("REDIS_URL"), CHANNEL_LAYERS=layers):
         assert conf.get().REDIS_URL == "redis://redis.internal:6380"
+
+
+def test_a_heartbeat_timeout_shorter_than_three_refreshes_is_refused(settings) -> None:
+    from tasks import conf
+
+    settings.TASKLIGHT = {**settings.TASKLIGHT, "PUBLISH_INTERVAL": 5, "HEARTBEAT_TIMEOUT": 10}
+    assert ("HEARTBEAT_TIMEOUT", "must be at least 3 x max(1, PUBLISH_INTERVAL) = 15, not 10") in conf.problems()
+    settings.TASKLIGHT = {**settings.TASKLIGHT, "PUBLISH_INTERVAL": 0.1, "HEARTBEAT_TIMEOUT": 3}
+    assert conf.problems() == []
+
+
+def test_group_names_carry_the_sites_prefix(settings) -> None:
+    from tasks.groups import group_for_owner, group_for_session, group_for_task
+
+    names = (group_for_owner("u:1"), group_for_task("t"), group_for_session("s"))
+    settings.TASKLIGHT = {**settings.TASKLIGHT, "REDIS_PREFIX": "another-site"}
+    other = (group_for_owner("u:1"), group_for_task("t"), group_for_session("s"))
+    assert all(a != b for a, b in zip(names, other))  # two sites on one Redis never share a group

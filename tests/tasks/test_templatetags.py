@@ -180,3 +180,21 @@ def test_the_socket_path_over_http_is_426_under_a_prefix() -> None:
     assert response["Upgrade"] == "websocket"
     assert response.json()["error"]["code"] == "upgrade_required"
     assert Client().get("/ws/tasks/").status_code == 404  # not at the root any more
+
+
+def test_the_config_carries_the_csrf_token_and_header_for_any_csrf_setup() -> None:
+    # A host with CSRF_USE_SESSIONS, another cookie name or another header still cancels.
+    with override_settings(CSRF_HEADER_NAME="HTTP_X_SHOP_CSRF", CSRF_COOKIE_NAME="shop_csrf"):
+        request = page_request()
+        config = client_config(render("{% tasklight_client %}", request=request))
+    assert config["csrf"]["header"] == "X-SHOP-CSRF"
+    assert len(config["csrf"]["token"]) == 64  # a masked token, as {% csrf_token %} writes
+
+
+@override_settings(ROOT_URLCONF=PREFIXED, DATA_UPLOAD_MAX_NUMBER_FIELDS=2)
+def test_an_unreadable_post_is_a_json_400_not_the_hosts_error_page() -> None:
+    client = Client(enforce_csrf_checks=True)
+    client.cookies["csrftoken"] = "k" * 32  # so that the check reads the form for its token
+    response = client.post("/tasklight/api/tasks/", {"a": 1, "b": 2, "c": 3})
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "bad_request"

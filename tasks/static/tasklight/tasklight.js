@@ -30,7 +30,10 @@ function readConfig() {
   if (el) {
     try { config = JSON.parse(el.textContent) || {}; } catch { config = {}; }
   }
-  return { api: config.api || "/api/", ws: config.ws || "/ws/tasks/", terminal: config.terminal };
+  if (!el && typeof console !== "undefined") {
+    console.warn("Tasklight: no {% tasklight_client %} on this page; assuming its URLs are at the site's root.");
+  }
+  return { api: config.api || "/api/", ws: config.ws || "/ws/tasks/", terminal: config.terminal, csrf: config.csrf };
 }
 
 /** The absolute URL of an API path ("tasks/"), under wherever the API is mounted. */
@@ -43,6 +46,8 @@ export function isTerminal(task) {
 }
 
 function csrfToken() {
+  // The page's token (works with CSRF_USE_SESSIONS and any cookie name), else the cookie.
+  if (CONFIG.csrf && CONFIG.csrf.token) return CONFIG.csrf.token;
   const match = document.cookie.match(/(?:^|; )csrftoken=([^;]+)/);
   return match ? decodeURIComponent(match[1]) : "";
 }
@@ -50,7 +55,7 @@ function csrfToken() {
 export async function api(path, { method = "GET", body } = {}) {
   const headers = { Accept: "application/json" };
   if (method !== "GET") {
-    headers["X-CSRFToken"] = csrfToken();
+    headers[(CONFIG.csrf && CONFIG.csrf.header) || "X-CSRFToken"] = csrfToken();
     headers["Content-Type"] = "application/json";
   }
   const response = await fetch(apiUrl(path), {

@@ -1,0 +1,3 @@
+"""A URLconf that forgot Tasklight's URLs (tests/tasks/test_checks.py)."""
+
+urlpatterns: list[object] = []
