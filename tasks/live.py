@@ -86,6 +86,13 @@ def get_client() -> aioredis.Redis:
     return client
 
 
+async def close_client() -> None:
+    """Close the running loop's client (a loop made for one call, e.g. a WSGI view's)."""
+    client = _clients.pop(asyncio.get_running_loop(), None)
+    if client is not None:
+        await client.aclose()
+
+
 class MergeResult:
     __slots__ = ("status", "record")
 

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
-from asgiref.sync import async_to_sync, sync_to_async
+from asgiref.sync import SyncToAsync, async_to_sync, sync_to_async
 from celery import current_app
 from django.db import transaction
 from django.http import HttpRequest
 
-from tasks import conf, registry, selectors
+from tasks import conf, live, registry, selectors
 from tasks.contracts import (
     ACTIVE_STATES,
     TERMINAL_STATES,
@@ -37,6 +38,7 @@ from tasks.publishing import Change, publish
 logger = logging.getLogger(__name__)
 
 RESULT_LIMIT = 32 * 1024
+T = TypeVar("T")
 
 
 def json_safe(value: Any) -> Any:
@@ -153,10 +155,30 @@ def start_task(request: HttpRequest, name: str, params: dict[str, Any] | None = 
     starts nothing, as with Celery's ``delay_on_commit``.
     """
     if not transaction.get_connection().in_atomic_block:
-        return async_to_sync(astart_task)(request, name, params)
-    row = async_to_sync(_create_for_request)(request, name, params)
-    transaction.on_commit(lambda: async_to_sync(_publish_and_send)(row), robust=True)
+        return _from_sync(astart_task, request, name, params)
+    row = _from_sync(_create_for_request, request, name, params)
+    transaction.on_commit(lambda: _from_sync(_publish_and_send, row), robust=True)
     return task_object(row)
+
+
+def _from_sync(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """``async_to_sync(fn)(*args)``, without leaving a Redis connection behind.
+
+    Under ASGI a sync view's call runs on the server's own loop, whose client stays. Under
+    WSGI each call gets an event loop of its own, gone afterwards: its client is closed
+    with it. (asgiref marks the threads it runs sync code in for an outer loop.)
+    """
+    main_loop = getattr(SyncToAsync.threadlocal, "main_event_loop", None)  # may be left from an older call
+    outer_loop = main_loop is not None and main_loop.is_running()
+
+    async def call() -> T:
+        try:
+            return await fn(*args)
+        finally:
+            if not outer_loop:
+                await live.close_client()
+
+    return async_to_sync(call)()
 
 
 async def _create_for_request(request: HttpRequest, name: str, params: dict[str, Any] | None) -> TaskRun:

@@ -64,3 +64,12 @@ def test_inside_a_transaction_the_task_is_sent_once_it_commits(sent: list[str]) 
 def test_outside_a_transaction_the_task_is_sent_at_once(sent: list[str]) -> None:
     task = start_task(visitor_request(), "demo.sleepy", {"seconds": 0})
     assert sent == [task["id"]]
+
+
+def test_a_call_from_a_plain_thread_leaves_no_redis_client_behind(sent: list[str]) -> None:
+    # A WSGI view: each call runs on an event loop of its own, which is gone afterwards.
+    from tasks import live
+
+    before = {id(client) for client in live._clients.values()}
+    start_task(visitor_request(), "demo.sleepy", {"seconds": 0})
+    assert {id(client) for client in live._clients.values()} <= before
