@@ -51,3 +51,26 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None or raw.strip() == "":
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a whole number.") from exc
+
+
+def env_header_pair(name: str) -> tuple[str, str] | None:
+    """A "HEADER,value" pair such as "HTTP_X_FORWARDED_PROTO,https" (SECURE_PROXY_SSL_HEADER)."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    parts = [part.strip() for part in raw.split(",")]
+    if len(parts) != 2 or not all(parts) or not parts[0].startswith("HTTP_"):
+        raise ImproperlyConfigured(
+            f"{name}={raw!r} is not a header and a value such as \"HTTP_X_FORWARDED_PROTO,https\"."
+        )
+    return parts[0], parts[1]

@@ -214,8 +214,9 @@ function render(task) {
   }
   if (isTerminal(task)) {
     outcome.replaceChildren();
-    if (task.state === "succeeded" && task.result && typeof task.result.download_url === "string") {
-      outcome.append(downloadLink(task.result.download_url, "download"));
+    const link = task.state === "succeeded" && task.result ? downloadLink(task.result.download_url, "download") : null;
+    if (link) {
+      outcome.append(link);
     } else if (task.state === "failed" && task.error) {
       outcome.textContent = `${task.error.type}: ${task.error.message}`;
     }

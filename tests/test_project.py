@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -51,6 +53,60 @@ def test_the_compose_file_runs_the_whole_stack_without_secrets_in_it() -> None:
     assert env["DJANGO_DEBUG"] == "0"
     assert env["DJANGO_SECRET_KEY"].startswith("${")  # from the environment, never written here
     assert (ROOT / "Dockerfile").exists()
+
+
+def compose_environment(service: str, **supplied: str) -> dict[str, str]:
+    """A service's environment in docker-compose.yml as `docker compose` interpolates it:
+    ``${X:-default}`` and ``${X-default}`` take the default, ``${X:?message}`` and ``${X}``
+    take what is supplied here (as an operator's .env would)."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    pattern = re.compile(r"\$\{(\w+)(?::?([-?])([^}]*))?\}")
+
+    def substitute(match: re.Match[str]) -> str:
+        name, kind, default = match.group(1), match.group(2), match.group(3)
+        if name in supplied:
+            return supplied[name]
+        assert kind == "-", f"docker-compose.yml needs {name}: supply it in the test"
+        return default
+
+    return {key: pattern.sub(substitute, str(value)) for key, value in compose["services"][service]["environment"].items()}
+
+
+def test_check_deploy_is_clean_with_the_compose_files_settings(tmp_path: Path) -> None:
+    strong_key = secrets.token_urlsafe(64)
+    env = compose_environment("web", DJANGO_SECRET_KEY=strong_key, POSTGRES_PASSWORD=secrets.token_urlsafe(16))
+    assert env["DJANGO_SECRET_KEY"] == strong_key and env["DJANGO_DEBUG"] == "0"
+    # Local stand-ins for the compose file's own services (check --deploy connects to neither).
+    env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'deploy.sqlite3'}"
+    env["REDIS_URL"] = "redis://127.0.0.1:1/0"
+    base = {k: v for k, v in os.environ.items()
+            if not k.startswith(("DJANGO_", "TASKLIGHT_", "REDIS_URL", "CELERY_", "DATABASE_URL"))}
+    base.update(env, DJANGO_SETTINGS_MODULE="project.settings")
+    result = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], cwd=ROOT,
+                            env=base, capture_output=True, text=True, timeout=60)
+    print(result.stdout, result.stderr)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues (0 silenced)." in result.stdout, result.stdout + result.stderr
+    settings = django_in_subprocess(
+        "from django.conf import settings as s; print(s.SECURE_HSTS_SECONDS, s.SECURE_SSL_REDIRECT, "
+        "s.SECURE_PROXY_SSL_HEADER, s.SESSION_COOKIE_SECURE, s.SECURE_HSTS_PRELOAD)",
+        **{k: v for k, v in env.items() if k.startswith("DJANGO_")},
+    )
+    assert settings.stdout.split() == ["31536000", "True", "('HTTP_X_FORWARDED_PROTO',", "'https')", "True",
+                                       "True"], settings.stderr
+
+
+def test_https_settings_come_from_the_environment_and_default_off() -> None:
+    code = ("from django.conf import settings as s; print(repr((s.SECURE_HSTS_SECONDS, s.SECURE_SSL_REDIRECT, "
+            "s.SECURE_PROXY_SSL_HEADER, s.SECURE_HSTS_INCLUDE_SUBDOMAINS)))")
+    defaults = django_in_subprocess(code, DJANGO_SECRET_KEY="k")
+    assert defaults.stdout.strip() == "(0, False, None, False)", defaults.stderr
+    set_ = django_in_subprocess(code, DJANGO_SECRET_KEY="k", DJANGO_SECURE_HSTS_SECONDS="600",
+                                DJANGO_SECURE_SSL_REDIRECT="1", DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS="yes",
+                                DJANGO_SECURE_PROXY_SSL_HEADER="HTTP_X_FORWARDED_PROTO, https")
+    assert set_.stdout.strip() == "(600, True, ('HTTP_X_FORWARDED_PROTO', 'https'), True)", set_.stderr
+    bad = django_in_subprocess(code, DJANGO_SECRET_KEY="k", DJANGO_SECURE_PROXY_SSL_HEADER="https")
+    assert bad.returncode != 0 and "DJANGO_SECURE_PROXY_SSL_HEADER" in bad.stderr
 
 
 @pytest.mark.live

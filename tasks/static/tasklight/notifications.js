@@ -68,9 +68,8 @@ function toast(task) {
       result.textContent = summary;
       item.append(result);
     }
-    if (task.result && typeof task.result.download_url === "string") {
-      item.append(downloadLink(task.result.download_url, "tl-toast-download"));
-    }
+    const link = task.result ? downloadLink(task.result.download_url, "tl-toast-download") : null;
+    if (link) item.append(link);
   }
   const close = document.createElement("button");
   close.type = "button";

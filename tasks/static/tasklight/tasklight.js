@@ -352,17 +352,36 @@ export function tasklight() {
   return shared;
 }
 
-/** "about 40 s left", or "" when there is no estimate. */
-// A link to a file a task produced (result.download_url), served to its owner only.
+/**
+ * The URL a task's result may link to, resolved against the page, or null: only http:,
+ * https: and relative URLs (which resolve to the page's own scheme). A result is data a
+ * task wrote, so "javascript:", "data:" and any other scheme never become a link.
+ */
+export function safeLinkUrl(url) {
+  if (typeof url !== "string" || url.trim() === "") return null;
+  let resolved;
+  try {
+    resolved = new URL(url, location.href);
+  } catch {
+    return null;
+  }
+  return resolved.protocol === "http:" || resolved.protocol === "https:" ? resolved.href : null;
+}
+
+// A link to a file a task produced (result.download_url), served to its owner only; null
+// (draw nothing) for a URL that is not http(s) or relative (safeLinkUrl).
 export function downloadLink(url, className) {
+  const href = safeLinkUrl(url);
+  if (href === null) return null;
   const link = document.createElement("a");
-  link.href = url;
+  link.href = href;
   link.textContent = "Download";
   link.className = className;
   link.setAttribute("download", "");
   return link;
 }
 
+/** "about 40 s left", or "" when there is no estimate. */
 export function formatEta(seconds) {
   if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return "";
   if (seconds < 1) return "less than a second left";
