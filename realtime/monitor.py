@@ -7,7 +7,14 @@
   sends each connection whatever is newer than what it has (by ``seq``).
 - Sessions: Channels authenticates only at connect. Every ``SESSION_CHECK`` seconds
   (``TASKLIGHT``) the loop closes connections whose session has ended (expiry,
-  flush); ``user_logged_out`` closes them at once through the session's group.
+  flush), and those of a signed-in user who was deactivated, deleted, or whose
+  session auth hash (``get_session_auth_hash()``, which changes with the password)
+  no longer matches the one the socket was authenticated with, as
+  ``django.contrib.auth.get_user`` would refuse that session over HTTP; one query for
+  the users of every open socket. ``user_logged_out`` closes them at once through the
+  session's group. The session that changed the password itself (Django's
+  ``update_session_auth_hash``) has its sockets closed too: its next socket is
+  authenticated with the new hash.
 """
 
 from __future__ import annotations
@@ -24,7 +31,9 @@ from typing import TYPE_CHECKING, Any
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.contrib.auth import HASH_SESSION_KEY, get_user_model
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare
 
 from realtime.transport import CLOSE_SESSION_ENDED
 from tasks import conf
@@ -39,6 +48,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _consumers: weakref.WeakSet[TasksConsumer] = weakref.WeakSet()
+# Who each signed-in socket was authenticated as at connect: (user pk, session auth hash).
+_identities: weakref.WeakKeyDictionary[TasksConsumer, tuple[Any, str]] = weakref.WeakKeyDictionary()
 _task: asyncio.Task[None] | None = None
 
 
@@ -49,6 +60,9 @@ def session_tag(session_key: str) -> str:
 def register(consumer: TasksConsumer) -> None:
     global _task
     _consumers.add(consumer)
+    identity = _identity_at_connect(consumer)
+    if identity is not None:
+        _identities[consumer] = identity
     loop = asyncio.get_running_loop()
     if _task is None or _task.done() or _task.get_loop() is not loop:
         _task = loop.create_task(_run())
@@ -56,6 +70,26 @@ def register(consumer: TasksConsumer) -> None:
 
 def unregister(consumer: TasksConsumer) -> None:
     _consumers.discard(consumer)
+    _identities.pop(consumer, None)
+
+
+def _identity_at_connect(consumer: TasksConsumer) -> tuple[Any, str] | None:
+    """(user pk, session auth hash) of a signed-in socket, read from its scope at connect.
+
+    Channels' AuthMiddleware has resolved the user and loaded the session by then, so
+    this reads no database. A user without a hash in the session (a backend that keeps
+    none) is checked for deactivation and deletion only ("").
+    """
+    scope = getattr(consumer, "scope", None) or {}
+    user = scope.get("user")
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    session = scope.get("session")
+    try:
+        stored = session.get(HASH_SESSION_KEY) if session is not None else None
+    except Exception:  # a session not loaded yet (no sync read here): deactivation is still checked
+        stored = None
+    return user.pk, str(stored or "")
 
 
 async def _run() -> None:
@@ -135,15 +169,42 @@ async def resync_all() -> int:
 
 
 async def close_ended_sessions() -> None:
-    """Close the sockets whose session has expired or was deleted (any server-side engine)."""
+    """Close the sockets whose session has expired or was deleted (any server-side engine),
+    and those whose user no longer holds the authority the socket was opened with."""
     consumers = [c for c in list(_consumers) if c.session_key]
     keys = {c.session_key for c in consumers if c.session_key}
     if not keys:
         return
     alive = await _alive_sessions(keys)
-    for consumer in consumers:
-        if consumer.session_key not in alive:
-            await consumer.close(code=CLOSE_SESSION_ENDED)
+    ended = [c for c in consumers if c.session_key not in alive]
+    signed_in = {c: _identities[c] for c in consumers if c.session_key in alive and c in _identities}
+    if signed_in:
+        valid = await _valid_identities(set(signed_in.values()))
+        ended.extend(c for c, identity in signed_in.items() if identity not in valid)
+    for consumer in ended:
+        await consumer.close(code=CLOSE_SESSION_ENDED)
+
+
+async def _valid_identities(identities: set[tuple[Any, str]]) -> set[tuple[Any, str]]:
+    """The (user pk, hash) pairs whose user exists, is active and has that session auth hash."""
+    model = get_user_model()
+    users = {u.pk: u async for u in model._default_manager.filter(pk__in={pk for pk, _ in identities})}
+    fallbacks = list(getattr(settings, "SECRET_KEY_FALLBACKS", ()))
+    valid = set()
+    for pk, stored in identities:
+        user = users.get(pk)
+        if user is None or not getattr(user, "is_active", True):
+            continue
+        if not stored or not hasattr(user, "get_session_auth_hash"):
+            valid.add((pk, stored))
+            continue
+        # As django.contrib.auth.get_user: the current hash, or one made with a fallback key.
+        if constant_time_compare(stored, user.get_session_auth_hash()) or any(
+            constant_time_compare(stored, user._get_session_auth_hash(secret=key))  # type: ignore[attr-defined]
+            for key in fallbacks
+        ):
+            valid.add((pk, stored))
+    return valid
 
 
 async def _alive_sessions(keys: set[str]) -> set[str]:

@@ -17,9 +17,21 @@ from celery.contrib.django.task import DjangoTask
 from tasks.progress import Progress, TaskCancelled, reporter
 
 
+class ShowToOwner(Exception):  # noqa: N818 (a marker, not an error name)
+    """An exception whose message is written for the task's owner to read.
+
+    Raise it (or a subclass) from a task, or list other classes in the task's
+    ``safe_errors``, for ``error.message`` to carry ``str(exc)``. Any other exception
+    is shown to the owner as "The task failed." (its type name stays); staff see the
+    real message and traceback in the task's detail (docs/progress.md).
+    """
+
+
 class TrackedTask(DjangoTask):
     # A cancel is an expected outcome: Celery logs it at INFO, without a traceback.
     throws = (TaskCancelled,)
+    # Exceptions whose message the owner may read (see ShowToOwner).
+    safe_errors: tuple[type[BaseException], ...] = (ShowToOwner,)
 
     @property
     def progress(self) -> Progress:

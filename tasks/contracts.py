@@ -56,6 +56,8 @@ class TaskObject(TypedDict):
     updated_at: str | None
     result: Any
     error: ErrorDict | None
+    # Seconds after which the run is stopped and ends failed, TimedOut (None: no limit).
+    time_limit: float | None
     traceback: NotRequired[str]
 
 
@@ -123,8 +125,8 @@ class AlreadyFinished(TasklightError):
 class TooManyActive(TasklightError):
     code, status = "rate_limited", 429
 
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"you already have {limit} unfinished tasks; wait for one to end")
+    def __init__(self, limit: int, detail: str | None = None) -> None:
+        super().__init__(detail or f"you already have {limit} unfinished tasks; wait for one to end")
         self.limit = limit
 
 

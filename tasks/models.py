@@ -23,6 +23,10 @@ class TaskRun(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     params = models.JSONField(default=dict, blank=True)
+    # The client address of an anonymous launch, for TASKLIGHT["MAX_ACTIVE_PER_ADDRESS"].
+    client_address = models.CharField(max_length=64, blank=True)
+    # Seconds after which Celery stops the run (hard limit; the soft one comes a margin before).
+    time_limit = models.FloatField(null=True, blank=True)
 
     state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
     cancel_requested = models.BooleanField(default=False)

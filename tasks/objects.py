@@ -49,6 +49,7 @@ def row_fields(row: TaskRun) -> dict[str, Any]:
         "updated_at": iso(row.updated_at),
         "result": row.result,
         "error": row.error,
+        "time_limit": row.time_limit,
     }
 
 

@@ -25,6 +25,8 @@ class Launchable:
     label: str
     schema: dict[str, Any]
     make_label: Callable[[dict[str, Any]], str]
+    # Hard time limit in seconds; None: TASKLIGHT["LAUNCH_TIME_LIMIT"].
+    time_limit: float | None = None
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "label": self.label, "params": self.schema}
@@ -73,15 +75,31 @@ def discover() -> None:
 
 
 def launchable(
-    *, label: str, params: dict[str, Any], make_label: Callable[[dict[str, Any]], str] | None = None
+    *,
+    label: str,
+    params: dict[str, Any],
+    make_label: Callable[[dict[str, Any]], str] | None = None,
+    time_limit: float | None = None,
 ) -> Callable[[Any], Any]:
-    """Class decorator for a Celery task: let clients start it, with these params."""
+    """Class decorator for a Celery task: let clients start it, with these params.
+
+    ``time_limit``: seconds after which a launched run is stopped (Celery's hard limit;
+    the soft one, which raises ``SoftTimeLimitExceeded`` in the task, comes a margin
+    before); the run ends ``failed`` with error type ``TimedOut``. Default:
+    ``TASKLIGHT["LAUNCH_TIME_LIMIT"]``.
+    """
     Draft202012Validator.check_schema(params)
+    if time_limit is not None and (isinstance(time_limit, bool) or not 0 < time_limit <= 7 * 86400):
+        raise ValueError(f"time_limit must be a number of seconds up to a week, not {time_limit!r}")
     schema = {"type": "object", "additionalProperties": False, **params}
 
     def register(task: Any) -> Any:
         _registry[task.name] = Launchable(
-            name=task.name, label=label, schema=schema, make_label=make_label or (lambda _p: label)
+            name=task.name,
+            label=label,
+            schema=schema,
+            make_label=make_label or (lambda _p: label),
+            time_limit=float(time_limit) if time_limit is not None else None,
         )
         return task
 

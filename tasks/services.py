@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from asgiref.sync import SyncToAsync, async_to_sync, sync_to_async
@@ -39,6 +40,12 @@ logger = logging.getLogger(__name__)
 
 RESULT_LIMIT = 32 * 1024
 T = TypeVar("T")
+# The soft time limit comes this long (at most a quarter of the hard one) before the hard one.
+SOFT_LIMIT_MARGIN = 10.0
+# Advisory-lock classes on PostgreSQL: launches of one owner, then of one client address.
+LOCK_OWNER, LOCK_ADDRESS = 0x544C0001, 0x544C0002
+# The client address of the WebSocket connection running in this context (set at connect).
+_connection_address: ContextVar[str | None] = ContextVar("tasklight_connection_address", default=None)
 
 
 def json_safe(value: Any) -> Any:
@@ -135,6 +142,19 @@ def error_dict(exc: BaseException | None, *, type_name: str | None = None, messa
 
 
 # ---- launch and cancel (async: called from the HTTP API and the consumer) -------------
+def request_address(request: Any) -> str | None:
+    """The client address of an HTTP request (ASGI: the scope's client; behind a proxy,
+    the server must set it from a trusted header, e.g. ``daphne --proxy-headers``)."""
+    meta = getattr(request, "META", None) or {}
+    return str(meta.get("REMOTE_ADDR") or "") or None
+
+
+def remember_client(scope: dict[str, Any]) -> None:
+    """Note a WebSocket connection's client address for its launches (called at connect)."""
+    client = scope.get("client")
+    _connection_address.set(str(client[0]) if client else None)
+
+
 async def astart_task(request: HttpRequest, name: str, params: dict[str, Any] | None = None) -> TaskObject:
     """Launch a launchable task for the person making ``request``; its task object.
 
@@ -144,7 +164,7 @@ async def astart_task(request: HttpRequest, name: str, params: dict[str, Any] | 
     owner = await owner_for_request(request)
     if owner is None:
         raise NotAllowed()
-    return await launch(owner=owner, name=name, params=params or {})
+    return await launch(owner=owner, name=name, params=params or {}, address=request_address(request))
 
 
 def start_task(request: HttpRequest, name: str, params: dict[str, Any] | None = None) -> TaskObject:
@@ -185,31 +205,70 @@ async def _create_for_request(request: HttpRequest, name: str, params: dict[str,
     owner = await owner_for_request(request)
     if owner is None:
         raise NotAllowed()
-    return await _create_run(owner=owner, name=name, params=params or {})
+    return await _create_run(owner=owner, name=name, params=params or {}, address=request_address(request))
 
 
-async def launch(*, owner: Owner, name: Any, params: Any) -> TaskObject:
-    """Validate, create the run, send it to Celery, publish ``queued``; the task object."""
-    return await _publish_and_send(await _create_run(owner=owner, name=name, params=params))
+async def launch(*, owner: Owner, name: Any, params: Any, address: str | None = None) -> TaskObject:
+    """Validate, create the run, send it to Celery, publish ``queued``; the task object.
+
+    ``address``: the client's address (an anonymous owner's launches are also limited
+    per address); by default the address of the WebSocket connection calling.
+    """
+    run = await _create_run(owner=owner, name=name, params=params, address=address or _connection_address.get())
+    return await _publish_and_send(run)
 
 
-async def _create_run(*, owner: Owner, name: Any, params: Any) -> TaskRun:
+async def _create_run(*, owner: Owner, name: Any, params: Any, address: str | None = None) -> TaskRun:
     spec = registry.get(name)
     clean = spec.validate(params)
-    limit = conf.get().MAX_ACTIVE_PER_OWNER
-    if await TaskRun.objects.filter(owner_key=owner.key, state__in=ACTIVE_STATES).acount() >= limit:
-        raise TooManyActive(limit)
-    moment = now()
-    return await TaskRun.objects.acreate(
-        name=spec.name,
-        label=spec.make_label(clean)[:300],
-        owner_key=owner.key,
-        user_id=owner.user_id,
-        params=clean,
-        created_at=moment,
-        updated_at=moment,
-        seq=next_seq(0),
-    )
+    return await sync_to_async(_insert_within_limits)(owner, spec, clean, address)
+
+
+def _insert_within_limits(owner: Owner, spec: registry.Launchable, clean: dict[str, Any], address: str | None) -> TaskRun:
+    """Create the run unless it takes its owner (or an anonymous owner's address) past a limit.
+
+    Atomic, never check-then-insert: the launch holds a lock from before it counts until
+    it commits. PostgreSQL: transaction-scoped advisory locks on the owner (and address),
+    always in that order; the count runs after the lock is granted, so under READ
+    COMMITTED (Django's default) it sees every run committed by the previous holder.
+    SQLite: the insert comes first and takes the database's write lock, which serialises
+    every writer until commit; the count then sees all committed runs and this one.
+    Counting rows (rather than keeping a counter) means no state change elsewhere can make
+    the limit drift.
+    """
+    settings = conf.get()
+    anonymous = owner.user_id is None
+    address = (address or "")[:64] if anonymous else ""
+    time_limit = spec.time_limit or settings.LAUNCH_TIME_LIMIT
+    with transaction.atomic():
+        connection = transaction.get_connection()
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [LOCK_OWNER, owner.key])
+                if address:
+                    cursor.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [LOCK_ADDRESS, address])
+        moment = now()
+        row = TaskRun.objects.create(
+            name=spec.name,
+            label=spec.make_label(clean)[:300],
+            owner_key=owner.key,
+            user_id=owner.user_id,
+            params=clean,
+            client_address=address,
+            time_limit=time_limit,
+            created_at=moment,
+            updated_at=moment,
+            seq=next_seq(0),
+        )
+        active = TaskRun.objects.filter(state__in=ACTIVE_STATES)
+        if active.filter(owner_key=owner.key).count() > settings.MAX_ACTIVE_PER_OWNER:
+            raise TooManyActive(settings.MAX_ACTIVE_PER_OWNER)  # rolls the insert back
+        if address and active.filter(client_address=address).count() > settings.MAX_ACTIVE_PER_ADDRESS:
+            raise TooManyActive(
+                settings.MAX_ACTIVE_PER_ADDRESS,
+                detail="too many unfinished tasks from your network; sign in, or wait for one to end",
+            )
+    return row
 
 
 async def _publish_and_send(row: TaskRun) -> TaskObject:
@@ -232,8 +291,15 @@ async def _publish_and_send(row: TaskRun) -> TaskObject:
     return queued or task_object(row)
 
 
+def time_limits(hard: float | None) -> dict[str, float]:
+    """Celery's ``time_limit`` and ``soft_time_limit`` for a hard limit in seconds."""
+    if not hard:
+        return {}
+    return {"time_limit": hard, "soft_time_limit": hard - min(SOFT_LIMIT_MARGIN, hard / 4)}
+
+
 def _send_to_broker(row: TaskRun) -> None:
-    current_app.tasks[row.name].apply_async(kwargs=row.params, task_id=str(row.id))
+    current_app.tasks[row.name].apply_async(kwargs=row.params, task_id=str(row.id), **time_limits(row.time_limit))
 
 
 async def publish_row(row: TaskRun, only: tuple[str, ...] | None = None, *, cancel: bool = False) -> TaskObject | None:

@@ -17,6 +17,7 @@ from celery import current_app
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.db import DatabaseError, connection
 from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from django.http.request import RawPostDataException
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
@@ -74,6 +75,8 @@ def api(*methods: str) -> Callable[[Callable[..., Awaitable[HttpResponseBase]]],
                 return error_response(exc)
             except RequestDataTooBig:
                 return error("bad_request", "request body too large", 413)
+            except RawPostDataException:  # a form body, already read as request.POST
+                return error("bad_request", "body must be JSON (Content-Type: application/json)", 400)
             except SuspiciousOperation:  # too many fields, a malformed body
                 return error("bad_request", "the request could not be read", 400)
             except DatabaseError:
@@ -98,6 +101,8 @@ async def tasks_collection(request: HttpRequest) -> JsonResponse:
     owner = await owner_for_request(request, create=request.method == "POST")
     if request.method == "GET":
         return JsonResponse({"tasks": await selectors.recent_objects(owner)})
+    if (request.content_type or "").startswith("multipart/"):  # the CSRF check has read it as a form
+        raise BadRequest("body must be JSON (Content-Type: application/json)")
     if len(request.body) > MAX_BODY:
         return error("bad_request", "request body too large", 413)
     try:
@@ -108,7 +113,9 @@ async def tasks_collection(request: HttpRequest) -> JsonResponse:
         raise BadRequest("body must be a JSON object")
     if owner is None:
         raise NotAllowed()
-    obj = await services.launch(owner=owner, name=body.get("name"), params=body.get("params"))
+    obj = await services.launch(
+        owner=owner, name=body.get("name"), params=body.get("params"), address=services.request_address(request)
+    )
     return JsonResponse(obj, status=201)
 
 

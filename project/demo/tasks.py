@@ -2,6 +2,8 @@
 
 Written as any host writes its own: ``@tracked_task()`` (Celery's ``shared_task`` on
 Tasklight's ``TrackedTask``) and ``@launchable`` for the ones the dashboard may start.
+The maxima and time limits are what a public demo can afford: every visitor may start
+these, and each holds a worker slot while it runs.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import time
 from typing import Any
 
 from tasks import files
-from tasks.base import tracked_task
+from tasks.base import ShowToOwner, tracked_task
 from tasks.registry import launchable
 
 
@@ -26,6 +28,7 @@ from tasks.registry import launchable
         },
     },
     make_label=lambda p: f"Count primes below {p['limit']:,}",
+    time_limit=120,
 )
 @tracked_task(name="demo.count_primes")
 def count_primes(self: Any, limit: int = 2_000_000) -> dict[str, int]:
@@ -63,11 +66,12 @@ def _delete_export(self: Any, task_id: str, args: Any, kwargs: Any) -> None:
     label="Export CSV",
     params={
         "properties": {
-            "rows": {"type": "integer", "minimum": 1, "maximum": 5_000_000, "default": 200_000,
+            "rows": {"type": "integer", "minimum": 1, "maximum": 200_000, "default": 200_000,
                      "title": "Rows"},
         },
     },
     make_label=lambda p: f"Export {p['rows']:,} rows to CSV",
+    time_limit=120,
 )
 @tracked_task(name="demo.export_csv", on_cancel=_delete_export)
 def export_csv(self: Any, rows: int = 200_000) -> dict[str, Any]:
@@ -90,6 +94,10 @@ def export_csv(self: Any, rows: int = 200_000) -> dict[str, Any]:
     return {"rows": rows, "bytes": path.stat().st_size, "download_url": files.download_url(self.request.id)}
 
 
+class SimulatedFailure(ShowToOwner, ConnectionError):
+    """The flaky task's failure: its message is written for the owner (shown on the dashboard)."""
+
+
 @launchable(
     label="Flaky task",
     params={
@@ -101,6 +109,7 @@ def export_csv(self: Any, rows: int = 200_000) -> dict[str, Any]:
         },
     },
     make_label=lambda p: f"Flaky task (fails {p['fail_times']} times)",
+    time_limit=60,
 )
 @tracked_task(name="demo.flaky", max_retries=3)
 def flaky(self: Any, fail_times: int = 2, retry_delay: float = 1.0) -> dict[str, int]:
@@ -115,7 +124,7 @@ def flaky(self: Any, fail_times: int = 2, retry_delay: float = 1.0) -> dict[str,
         time.sleep(0.05)
         progress.set(step + 1, message=f"attempt {attempt}, step {step + 1} of 3")
     if self.request.retries < fail_times:
-        raise self.retry(exc=ConnectionError(f"simulated failure {attempt} of {fail_times}"), countdown=retry_delay)
+        raise self.retry(exc=SimulatedFailure(f"simulated failure {attempt} of {fail_times}"), countdown=retry_delay)
     return {"attempts": attempt}
 
 
@@ -123,10 +132,11 @@ def flaky(self: Any, fail_times: int = 2, retry_delay: float = 1.0) -> dict[str,
     label="Sleepy task",
     params={
         "properties": {
-            "seconds": {"type": "number", "minimum": 0, "maximum": 600, "default": 5, "title": "Seconds"},
+            "seconds": {"type": "number", "minimum": 0, "maximum": 60, "default": 5, "title": "Seconds"},
         },
     },
     make_label=lambda p: f"Sleep for {p['seconds']:g} s (indeterminate)",
+    time_limit=90,
 )
 @tracked_task(name="demo.sleepy")
 def sleepy(self: Any, seconds: float = 5) -> dict[str, float]:
@@ -147,10 +157,11 @@ def sleepy(self: Any, seconds: float = 5) -> dict[str, float]:
     label="Stubborn task",
     params={
         "properties": {
-            "seconds": {"type": "number", "minimum": 0, "maximum": 3600, "default": 60, "title": "Seconds"},
+            "seconds": {"type": "number", "minimum": 0, "maximum": 120, "default": 60, "title": "Seconds"},
         },
     },
     make_label=lambda p: f"Stubborn sleep for {p['seconds']:g} s (never checks for cancel)",
+    time_limit=150,
 )
 @tracked_task(name="demo.stubborn")
 def stubborn(self: Any, seconds: float = 60) -> dict[str, float]:

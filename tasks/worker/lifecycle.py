@@ -14,13 +14,13 @@ import os
 import socket
 from typing import Any
 
-from billiard.exceptions import Terminated, WorkerLostError
+from billiard.exceptions import SoftTimeLimitExceeded, Terminated, TimeLimitExceeded, WorkerLostError
 from celery import current_app, signals
 from django.db import DatabaseError
 
 from tasks import conf, services
 from tasks import progress as progress_mod
-from tasks.base import TrackedTask
+from tasks.base import ShowToOwner, TrackedTask
 from tasks.contracts import ACTIVE_STATES, TERMINAL_STATES, State
 from tasks.models import TaskRun
 from tasks.objects import iso, next_seq, now, row_fields
@@ -32,6 +32,8 @@ from tasks.worker.publisher import submit_row, worker_publisher
 logger = logging.getLogger(__name__)
 
 INTERNAL_PREFIX = "tasklight."
+GENERIC_FAILURE = "The task failed."
+GENERIC_RETRY = "The task failed; it will be tried again."
 TERMINAL_WAIT = 0.5
 START_WAIT = 0.25
 
@@ -87,6 +89,20 @@ def _publish_without_row(task_id: str, to: str, changes: dict[str, Any]) -> None
     publisher.submit(change, wait=TERMINAL_WAIT)
 
 
+def shown_to_owner(task: Any, exc: BaseException | None) -> bool:
+    """May the owner read ``str(exc)``? Only for the exceptions the task marks as safe."""
+    if exc is None:
+        return False
+    safe = tuple(getattr(task, "safe_errors", ()) or ()) + (ShowToOwner,)
+    return isinstance(exc, safe)
+
+
+def owner_error(task: Any, exc: BaseException | None, *, generic: str, real: str | None = None) -> dict[str, str]:
+    """The error the owner sees: the real message if the task marks it safe, else ``generic``."""
+    message = real if real is not None else str(exc)
+    return services.error_dict(exc, message=message if shown_to_owner(task, exc) else generic)
+
+
 def on_sent(sender: str | None = None, headers: dict[str, Any] | None = None, body: Any = None, **_: Any) -> None:
     headers = headers or {}
     if not sender or headers.get("retries") or not is_tracked(str(sender)):
@@ -124,7 +140,7 @@ def on_prerun(sender: Any = None, task_id: str | None = None, task: Any = None, 
 def on_success(sender: Any = None, result: Any = None, **_: Any) -> None:
     if sender is None or not is_tracked(sender):
         return
-    _finish(sender.request.id, State.SUCCEEDED, result=services.json_safe(result), error=None)
+    _finish(sender.request.id, State.SUCCEEDED, result=services.json_safe(result), error=None, traceback="")
 
 
 def on_retry(sender: Any = None, request: Any = None, reason: Any = None, **_: Any) -> None:
@@ -134,12 +150,15 @@ def on_retry(sender: Any = None, request: Any = None, reason: Any = None, **_: A
     cause = getattr(reason, "exc", None) or reason
     exc = cause if isinstance(cause, BaseException) else None
     attempt = int(request.retries or 0) + 1
+    error = owner_error(sender, exc, generic=GENERIC_RETRY, real=str(cause))
     _finish(
         request.id,
         State.RETRYING,
         # With countdown=0 the next attempt may have started before this signal.
         attempt_is=attempt,
-        error=services.error_dict(exc, message=str(cause)),
+        error=error,
+        # Staff read the real message (task_detail adds the traceback field for them).
+        traceback=f"{error['type']}: {cause}"[:20000],
     )
 
 
@@ -148,9 +167,11 @@ def on_failure(
 ) -> None:
     if sender is None or task_id is None or not is_tracked(sender):
         return
+    time_limit = None
     try:
-        row = TaskRun.objects.filter(id=task_id).only("cancel_requested").first()
+        row = TaskRun.objects.filter(id=task_id).only("cancel_requested", "time_limit").first()
         cancel_requested = bool(row and row.cancel_requested)
+        time_limit = row.time_limit if row is not None else None
     except DatabaseError:  # _finish publishes without the row; what this process knows will do
         reporter = progress_mod.running_reporter(task_id)
         cancel_requested = bool(reporter and reporter.cancelled)
@@ -163,9 +184,14 @@ def on_failure(
         error = services.error_dict(
             exception, type_name="WorkerLost", message="The worker running this task was lost."
         )
+    elif isinstance(exception, (SoftTimeLimitExceeded, TimeLimitExceeded)):
+        limit = f" of {time_limit:g} s" if time_limit else ""
+        error = services.error_dict(
+            exception, type_name="TimedOut", message=f"The task ran past its time limit{limit} and was stopped."
+        )
     else:
-        error = services.error_dict(exception)
-    tb = str(getattr(einfo, "traceback", "") or "")[:20000]
+        error = owner_error(sender, exception, generic=GENERIC_FAILURE)
+    tb = str(getattr(einfo, "traceback", "") or "")[:20000] or f"{type(exception).__name__}: {exception}"[:20000]
     _finish(task_id, State.FAILED, error=error, traceback=tb)
 
 

@@ -95,3 +95,35 @@ async def test_an_expired_or_flushed_session_closes_its_sockets_within_the_check
         assert time.monotonic() - started < 10 * QUICK_CHECK + 2
         await round_trip(sockets["staying"])
         await sockets["staying"].close()
+
+
+async def test_a_password_change_or_deactivation_closes_the_users_sockets_within_the_check_interval(quick):
+    """Finding 4 of issue 12: a socket outlived the session's authority (Django's session auth hash)."""
+    from django.contrib.auth import get_user_model
+
+    users = get_user_model()
+    async with Visitor(quick) as changed, Visitor(quick) as deactivated, Visitor(quick) as staying:
+        names = {}
+        for name, v in (("changed", changed), ("deactivated", deactivated), ("staying", staying)):
+            names[name] = await make_user()
+            await log_in(v, *names[name])
+        sockets = {}
+        for name, v in (("changed", changed), ("deactivated", deactivated), ("staying", staying)):
+            sockets[name], _ = await subscribed(v)
+            await round_trip(sockets[name])
+
+        def change_password() -> None:
+            user = users.objects.get(username=names["changed"][0])
+            user.set_password(uuid.uuid4().hex)  # every session of this user is logged out over HTTP
+            user.save()
+            users.objects.filter(username=names["deactivated"][0]).update(is_active=False)
+
+        started = time.monotonic()
+        await sync_to_async(change_password)()
+        for name in ("changed", "deactivated"):
+            assert await closed_with(sockets[name], 10) == SESSION_ENDED, name
+        assert time.monotonic() - started < 10 * QUICK_CHECK + 2
+        # The HTTP side agrees: the changed user's session is no longer signed in.
+        assert (await changed.get("/api/tasks/")).json()["tasks"] == []
+        await round_trip(sockets["staying"])
+        await sockets["staying"].close()

@@ -127,3 +127,14 @@ async def test_an_owner_cannot_start_more_than_the_allowed_number_of_unfinished_
             assert len((await visitor.get("/api/tasks/")).json()["tasks"]) == 2
     finally:
         await sync_to_async(capped.stop)()
+
+
+async def test_a_multipart_post_with_a_valid_token_is_answered_with_a_json_400(visitor):
+    """Issue 12, finding 6: the CSRF check had read the form, and request.body raised (500)."""
+    token = visitor.http.cookies.get("csrftoken")
+    for files in ({"csrfmiddlewaretoken": (None, token), "name": (None, "demo.sleepy")},
+                  {"file": ("a.json", b'{"name": "demo.sleepy"}', "application/json")}):
+        response = await visitor.http.post("/api/tasks/", files=files, headers=visitor.csrf())
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["code"] == "bad_request"
+    assert (await visitor.get("/api/tasks/")).json()["tasks"] == []

@@ -24,9 +24,10 @@ def test_without_tasklight_every_key_has_its_default_and_redis_comes_from_the_la
     assert not hasattr(django_settings, "TASKLIGHT")
     got = conf.get()
     for key, default in conf.DEFAULTS.items():
-        if key in ("REDIS_URL", "FILES_DIR", "LAUNCHABLE_MODULES"):
+        if key in ("REDIS_URL", "FILES_DIR", "LAUNCHABLE_MODULES", "MAX_ACTIVE_PER_ADDRESS"):
             continue
         assert getattr(got, key) == default, key
+    assert got.MAX_ACTIVE_PER_ADDRESS == 5 * got.MAX_ACTIVE_PER_OWNER  # None: five people's worth
     assert got.LAUNCHABLE_MODULES == ("tasks", "launchables")
     assert got.REDIS_URL == django_settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0]
     assert got.FILES_DIR == conf.default_files_dir()
