@@ -18,8 +18,8 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from realtime import monitor
 from realtime.fanout import hub
-from realtime.transport import CLOSE_POLICY, CLOSE_SESSION_ENDED, CLOSE_TOO_BIG
-from tasks import selectors, services
+from realtime.transport import CLOSE_POLICY, CLOSE_SESSION_ENDED, CLOSE_TOO_BIG, CLOSE_TOO_MANY
+from tasks import conf, selectors, services
 from tasks.contracts import TERMINAL_STATES, AlreadyFinished, NotFound, TasklightError, TaskObject
 from tasks.groups import group_for_owner, group_for_session, group_for_task
 from tasks.owners import Owner, owner_for_scope
@@ -33,6 +33,22 @@ STRIKES = 20  # rate-limited messages in a row before the connection is closed
 SUBSCRIBE_COST = 5.0  # tokens a subscribe takes
 TERMINAL = frozenset(str(s) for s in TERMINAL_STATES)
 
+# Owned by this module: open sockets of this process per session key and per client
+# address (TASKLIGHT["MAX_SOCKETS_PER_SESSION"] and ["MAX_SOCKETS_PER_ADDRESS"]).
+_open_per_session: dict[str, int] = {}
+_open_per_address: dict[str, int] = {}
+
+
+def _count(table: dict[str, int], key: str | None, step: int) -> int:
+    if not key:
+        return 0
+    value = table.get(key, 0) + step
+    if value > 0:
+        table[key] = value
+    else:
+        table.pop(key, None)
+    return value
+
 
 class TasksConsumer(AsyncWebsocketConsumer):
     owner: Owner | None
@@ -42,6 +58,19 @@ class TasksConsumer(AsyncWebsocketConsumer):
     # memory. get_channel_layer() answers None for an alias that is not configured, and
     # Channels then gives the consumer no channel (channels/consumer.py).
     channel_layer_alias = "tasklight.none"
+    # True once a close has begun (by the server or the client): no frame is handled or
+    # sent after it, and the connection has left its groups and the monitor.
+    closing = False
+    _counted: tuple[str | None, str | None] | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # Whatever ended the consumer (a disconnect, an exception, a cancelled task),
+            # it leaves the hub's groups and the monitor.
+            self.closing = True
+            await self._leave_everything()
 
     async def connect(self) -> None:
         # State first: disconnect() runs even when the rest of connect() fails.
@@ -60,8 +89,17 @@ class TasksConsumer(AsyncWebsocketConsumer):
         self.owner = await owner_for_scope(self.scope)
         # Read after owner_for_scope has loaded the session: a stale cookie gives None.
         self.session_key = getattr(self.scope.get("session"), "session_key", None)
-        services.remember_client(self.scope)  # an anonymous owner's launches count per address too
+        settings = conf.get()
+        client = self.scope.get("client")
+        address = str(client[0]) if client else None
+        self._counted = (self.session_key, address)
+        per_session = _count(_open_per_session, self.session_key, 1)
+        per_address = _count(_open_per_address, address, 1)
         await self.accept()
+        if per_session > settings.MAX_SOCKETS_PER_SESSION or per_address > settings.MAX_SOCKETS_PER_ADDRESS:
+            logger.info("Closing a WebSocket: too many open sockets for its session or address %s", address)
+            await self.close(code=CLOSE_TOO_MANY)
+            return
         monitor.register(self)
         if self.session_key:
             # Logout closes every socket of the session at once, whatever it watches.
@@ -72,7 +110,42 @@ class TasksConsumer(AsyncWebsocketConsumer):
                 logger.warning("Could not join the session group (%s)", exc)
 
     async def disconnect(self, code: int) -> None:
+        self.closing = True
+        await self._leave_everything()
+
+    async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
+        """Close once; from then on nothing is handled or sent, and every group is left."""
+        if self.closing:
+            return
+        self.closing = True
+        try:
+            await super().close(code=code, reason=reason)
+        except Exception as exc:  # the transport is gone already
+            logger.debug("Could not send a close frame (%s)", exc)
+        await self._leave_everything()
+
+    async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
+        if self.closing:
+            return
+        try:
+            await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
+        except Exception as exc:  # e.g. "Attempt to send on a closed protocol"
+            logger.debug("Could not send on a WebSocket, closing it (%s)", exc)
+            self.closing = True
+            await self._leave_everything()
+
+    async def websocket_receive(self, message: dict[str, Any]) -> None:
+        if self.closing:
+            return  # frames queued before the close are not handled
+        await super().websocket_receive(message)
+
+    async def _leave_everything(self) -> None:
+        """Leave the monitor and every hub group; safe to call more than once."""
         monitor.unregister(self)
+        counted, self._counted = self._counted, None
+        if counted is not None:
+            _count(_open_per_session, counted[0], -1)
+            _count(_open_per_address, counted[1], -1)
         groups = [group_for_task(task_id) for task_id in getattr(self, "watched", ())]
         if getattr(self, "watch_all", False) and self.owner is not None:
             groups.append(group_for_owner(self.owner.key))
@@ -108,13 +181,8 @@ class TasksConsumer(AsyncWebsocketConsumer):
         if size > MAX_FRAME:
             await self.close(code=CLOSE_TOO_BIG)
             return
-        # A subscribe answers with up to RECENT_LIMIT objects: it costs more than a ping.
-        if not self._take_token(SUBSCRIBE_COST if text_data is not None and '"subscribe"' in text_data else 1.0):
-            self.strikes += 1
-            if self.strikes > STRIKES:
-                await self.close(code=CLOSE_POLICY)
-            else:
-                await self.send_error("rate_limited", "too many messages; slow down")
+        if not self._take_token(1.0):
+            await self._rate_limited()
             return
         if text_data is None:
             await self.send_error("bad_request", "binary frames are not supported; send JSON text")
@@ -132,6 +200,11 @@ class TasksConsumer(AsyncWebsocketConsumer):
         if handler is None:
             await self.send_error("bad_request", "unknown message type", echo=_short(kind))
             return
+        # A subscribe answers with up to RECENT_LIMIT objects: it costs more than a ping
+        # (the parsed type decides, however the frame spells it).
+        if kind == "subscribe" and not self._take_token(SUBSCRIBE_COST - 1.0):
+            await self._rate_limited()
+            return
         try:
             await handler(self, message)
         except TasklightError as exc:
@@ -139,6 +212,13 @@ class TasksConsumer(AsyncWebsocketConsumer):
         except Exception:
             logger.warning("Could not serve a %s request", kind, exc_info=True)
             await self.send_error("unavailable", "the request could not be served now; try again")
+
+    async def _rate_limited(self) -> None:
+        self.strikes += 1
+        if self.strikes > STRIKES:
+            await self.close(code=CLOSE_POLICY)
+        else:
+            await self.send_error("rate_limited", "too many messages; slow down")
 
     def _take_token(self, cost: float = 1.0) -> bool:
         clock = time.monotonic()
@@ -196,6 +276,8 @@ class TasksConsumer(AsyncWebsocketConsumer):
         Updates delivered between the join and the snapshot are held, then released
         through the seq filter: older ones are dropped, newer ones follow the snapshot.
         """
+        if self.closing:
+            return  # closed while the request was read: join nothing
         self.held = [] if self.held is None else self.held
         try:
             if group is not None:
@@ -317,6 +399,8 @@ class TasksConsumer(AsyncWebsocketConsumer):
         if not self.watches(task_id) or not self._is_new(task_id, event["seq"]):
             return
         self._remember(task_id, event["seq"], event["state"])
+        if self.closing:
+            return
         await self.base_send({"type": "websocket.send", "text": event["frame"]})
 
     async def session_end(self, event: dict[str, Any]) -> None:

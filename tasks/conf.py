@@ -13,6 +13,7 @@ import tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -59,16 +60,19 @@ DEFAULTS: dict[str, Any] = {
     "RETENTION_DAYS": 30,
     # Unfinished tasks one owner may have at once; the next launch answers 429.
     "MAX_ACTIVE_PER_OWNER": 10,
-    # Unfinished tasks all anonymous owners of one client address may have at once (a
-    # new session costs nothing; signed-in users are counted per user only). None: five
-    # times MAX_ACTIVE_PER_OWNER (several people may share an address). Behind a proxy the
-    # server must take the address from a trusted header (daphne --proxy-headers).
-    "MAX_ACTIVE_PER_ADDRESS": None,
-    # Seconds after which a launched run is stopped (Celery's hard time limit; the soft
-    # one comes a margin before) and ends failed, TimedOut; @launchable(time_limit=...) overrides.
-    "LAUNCH_TIME_LIMIT": 3600.0,
     # How many of an owner's tasks a snapshot or the list API returns.
     "RECENT_LIMIT": 50,
+    # Origins (scheme://host[:port]) whose pages may open the WebSocket, besides
+    # CSRF_TRUSTED_ORIGINS. None: the socket's own origin only (its Host header, which
+    # must be in ALLOWED_HOSTS, with the connection's scheme): see realtime/security.py.
+    "ALLOWED_ORIGINS": None,
+    # Bytes a socket may have waiting to be written to a client that does not read;
+    # beyond it the socket is closed (4008). Enforced under Daphne (realtime/transport.py).
+    "MAX_SOCKET_BUFFER": 1024 * 1024,
+    # Open sockets per session and per client address, in each Daphne process; the next
+    # one is closed at once (4029).
+    "MAX_SOCKETS_PER_SESSION": 32,
+    "MAX_SOCKETS_PER_ADDRESS": 256,
 }
 
 # (lowest, highest) accepted for each number; None: no bound on that side.
@@ -84,10 +88,15 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "FILES_TTL": (0, None),
     "RETENTION_DAYS": (0, None),
     "MAX_ACTIVE_PER_OWNER": (1, 100_000),
-    "LAUNCH_TIME_LIMIT": (1, 7 * 86400),
     "RECENT_LIMIT": (1, 1000),
+    "MAX_SOCKET_BUFFER": (64 * 1024, None),
+    "MAX_SOCKETS_PER_SESSION": (1, 100_000),
+    "MAX_SOCKETS_PER_ADDRESS": (1, 1_000_000),
 }
-INTEGERS = frozenset({"MAX_ACTIVE_PER_OWNER", "RECENT_LIMIT", "RETENTION_DAYS"})
+INTEGERS = frozenset({
+    "MAX_ACTIVE_PER_OWNER", "RECENT_LIMIT", "RETENTION_DAYS", "MAX_SOCKET_BUFFER", "MAX_SOCKETS_PER_SESSION",
+    "MAX_SOCKETS_PER_ADDRESS",
+})
 # What redis.Redis.from_url accepts.
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
@@ -112,9 +121,11 @@ class TasklightSettings:
     FILES_TTL: float
     RETENTION_DAYS: int
     MAX_ACTIVE_PER_OWNER: int
-    MAX_ACTIVE_PER_ADDRESS: int
-    LAUNCH_TIME_LIMIT: float
     RECENT_LIMIT: int
+    ALLOWED_ORIGINS: tuple[str, ...] | None
+    MAX_SOCKET_BUFFER: int
+    MAX_SOCKETS_PER_SESSION: int
+    MAX_SOCKETS_PER_ADDRESS: int
 
 
 def user_settings() -> dict[str, Any]:
@@ -153,16 +164,17 @@ def problems() -> list[tuple[str, str]]:
     modules = values["LAUNCHABLE_MODULES"]
     if not isinstance(modules, (list, tuple)) or not all(isinstance(m, str) for m in modules):
         found.append(("LAUNCHABLE_MODULES", f"must be a list of module names, not {modules!r}"))
+    origins = values["ALLOWED_ORIGINS"]
+    if origins is not None:
+        if not isinstance(origins, (list, tuple)):
+            found.append(("ALLOWED_ORIGINS", f"must be a list of origins or None, not {origins!r}"))
+        else:
+            found.extend(("ALLOWED_ORIGINS", what) for what in map(_origin_problem, origins) if what)
     url = values["REDIS_URL"]
     if url not in (None, "") and not (isinstance(url, str) and url.startswith(REDIS_SCHEMES)):
         found.append(("REDIS_URL", f"must be a redis:// URL or None, not {url!r}"))
     if values["FILES_DIR"] is not None and not isinstance(values["FILES_DIR"], (str, os.PathLike)):
         found.append(("FILES_DIR", f"must be a path or None, not {values['FILES_DIR']!r}"))
-    per_address = values["MAX_ACTIVE_PER_ADDRESS"]
-    if per_address is not None and (
-        isinstance(per_address, bool) or not isinstance(per_address, int) or not 1 <= per_address <= 1_000_000
-    ):
-        found.append(("MAX_ACTIVE_PER_ADDRESS", f"must be a whole number between 1 and 1000000 or None, not {per_address!r}"))
     # Heartbeats are refreshed once a second or once a publish interval, whichever is
     # longer: a timeout under three of those would call live tasks lost.
     interval, timeout = values["PUBLISH_INTERVAL"], values["HEARTBEAT_TIMEOUT"]
@@ -171,6 +183,24 @@ def problems() -> list[tuple[str, str]]:
             least = 3 * max(1.0, interval)
             found.append(("HEARTBEAT_TIMEOUT", f"must be at least 3 x max(1, PUBLISH_INTERVAL) = {least:g}, not {timeout!r}"))
     return found
+
+
+def _origin_problem(value: Any) -> str | None:
+    """What is wrong with one origin (``scheme://host[:port]``, http or https, no path)."""
+    ok = False
+    if isinstance(value, str):
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+            ok = (
+                parts.scheme in ("http", "https") and bool(parts.hostname) and parts.path in ("", "/")
+                and not parts.query and not parts.fragment and parts.username is None
+            )
+        except ValueError:
+            ok = False
+    if not ok:
+        return f"must be a list of origins such as 'https://tasks.example.com', not one of {value!r}"
+    return None
 
 
 def channel_layer(alias: Any) -> dict[str, Any] | None:
@@ -212,11 +242,11 @@ def _load() -> TasklightSettings:
         )
     values["REDIS_URL"] = redis_url
     values["LAUNCHABLE_MODULES"] = tuple(values["LAUNCHABLE_MODULES"])
+    if values["ALLOWED_ORIGINS"] is not None:
+        values["ALLOWED_ORIGINS"] = tuple(values["ALLOWED_ORIGINS"])
     values["FILES_DIR"] = Path(values["FILES_DIR"]) if values["FILES_DIR"] else default_files_dir()
     for key in RANGES:
         values[key] = int(values[key]) if key in INTEGERS else float(values[key])
-    if values["MAX_ACTIVE_PER_ADDRESS"] is None:
-        values["MAX_ACTIVE_PER_ADDRESS"] = 5 * values["MAX_ACTIVE_PER_OWNER"]
     names = {f.name for f in fields(TasklightSettings)}
     return TasklightSettings(**{k: v for k, v in values.items() if k in names})
 

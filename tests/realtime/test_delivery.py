@@ -7,13 +7,14 @@ import json
 import resource
 import time
 import uuid
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import websockets
 from asgiref.sync import sync_to_async
 
 from tests.realtime.conftest import round_trip, subscribed
-from tests.support import TERMINAL
+from tests.support import TERMINAL, Daphne, Visitor
 
 pytestmark = pytest.mark.live
 
@@ -60,7 +61,22 @@ class Watcher:
                             return
 
 
-async def test_500_clients_of_one_owner_each_get_every_terminal_state_of_50_tasks(visitor, live):
+@pytest.fixture(scope="module")
+def roomy_daphne(django_db_setup: None) -> Iterator[Daphne]:
+    """A Daphne of its own that lets one session open 500 sockets (the default cap is 32)."""
+    daphne = Daphne(DJANGO_SETTINGS_MODULE="tests.realtime.settings_many_sockets").start()
+    yield daphne
+    daphne.stop()
+
+
+@pytest.fixture
+async def roomy(transactional_db: None, worker: object, roomy_daphne: Daphne) -> AsyncIterator[Visitor]:
+    async with Visitor(roomy_daphne) as v:
+        yield v
+
+
+async def test_500_clients_of_one_owner_each_get_every_terminal_state_of_50_tasks(roomy):
+    visitor, live = roomy, roomy.daphne
     _raise_fd_limit(CLIENTS * 2 + 256)
     headers = {"Cookie": visitor.cookie_header, "Origin": live.base_url}
     watchers = [Watcher(live.ws_url, headers) for _ in range(CLIENTS)]
