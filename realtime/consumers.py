@@ -89,6 +89,7 @@ class TasksConsumer(AsyncWebsocketConsumer):
         self.owner = await owner_for_scope(self.scope)
         # Read after owner_for_scope has loaded the session: a stale cookie gives None.
         self.session_key = getattr(self.scope.get("session"), "session_key", None)
+        services.remember_client(self.scope)  # an anonymous owner's launches count per address too
         settings = conf.get()
         client = self.scope.get("client")
         address = str(client[0]) if client else None

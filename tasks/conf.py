@@ -60,6 +60,14 @@ DEFAULTS: dict[str, Any] = {
     "RETENTION_DAYS": 30,
     # Unfinished tasks one owner may have at once; the next launch answers 429.
     "MAX_ACTIVE_PER_OWNER": 10,
+    # Unfinished tasks all anonymous owners of one client address may have at once (a
+    # new session costs nothing; signed-in users are counted per user only). None: five
+    # times MAX_ACTIVE_PER_OWNER (several people may share an address). Behind a proxy the
+    # server must take the address from a trusted header (daphne --proxy-headers).
+    "MAX_ACTIVE_PER_ADDRESS": None,
+    # Seconds after which a launched run is stopped (Celery's hard time limit; the soft
+    # one comes a margin before) and ends failed, TimedOut; @launchable(time_limit=...) overrides.
+    "LAUNCH_TIME_LIMIT": 3600.0,
     # How many of an owner's tasks a snapshot or the list API returns.
     "RECENT_LIMIT": 50,
     # Origins (scheme://host[:port]) whose pages may open the WebSocket, besides
@@ -88,6 +96,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "FILES_TTL": (0, None),
     "RETENTION_DAYS": (0, None),
     "MAX_ACTIVE_PER_OWNER": (1, 100_000),
+    "LAUNCH_TIME_LIMIT": (1, 7 * 86400),
     "RECENT_LIMIT": (1, 1000),
     "MAX_SOCKET_BUFFER": (64 * 1024, None),
     "MAX_SOCKETS_PER_SESSION": (1, 100_000),
@@ -121,6 +130,8 @@ class TasklightSettings:
     FILES_TTL: float
     RETENTION_DAYS: int
     MAX_ACTIVE_PER_OWNER: int
+    MAX_ACTIVE_PER_ADDRESS: int
+    LAUNCH_TIME_LIMIT: float
     RECENT_LIMIT: int
     ALLOWED_ORIGINS: tuple[str, ...] | None
     MAX_SOCKET_BUFFER: int
@@ -175,6 +186,11 @@ def problems() -> list[tuple[str, str]]:
         found.append(("REDIS_URL", f"must be a redis:// URL or None, not {url!r}"))
     if values["FILES_DIR"] is not None and not isinstance(values["FILES_DIR"], (str, os.PathLike)):
         found.append(("FILES_DIR", f"must be a path or None, not {values['FILES_DIR']!r}"))
+    per_address = values["MAX_ACTIVE_PER_ADDRESS"]
+    if per_address is not None and (
+        isinstance(per_address, bool) or not isinstance(per_address, int) or not 1 <= per_address <= 1_000_000
+    ):
+        found.append(("MAX_ACTIVE_PER_ADDRESS", f"must be a whole number between 1 and 1000000 or None, not {per_address!r}"))
     # Heartbeats are refreshed once a second or once a publish interval, whichever is
     # longer: a timeout under three of those would call live tasks lost.
     interval, timeout = values["PUBLISH_INTERVAL"], values["HEARTBEAT_TIMEOUT"]
@@ -247,6 +263,8 @@ def _load() -> TasklightSettings:
     values["FILES_DIR"] = Path(values["FILES_DIR"]) if values["FILES_DIR"] else default_files_dir()
     for key in RANGES:
         values[key] = int(values[key]) if key in INTEGERS else float(values[key])
+    if values["MAX_ACTIVE_PER_ADDRESS"] is None:
+        values["MAX_ACTIVE_PER_ADDRESS"] = 5 * values["MAX_ACTIVE_PER_OWNER"]
     names = {f.name for f in fields(TasklightSettings)}
     return TasklightSettings(**{k: v for k, v in values.items() if k in names})
 
