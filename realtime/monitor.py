@@ -7,14 +7,13 @@
   sends each connection whatever is newer than what it has (by ``seq``).
 - Sessions: Channels authenticates only at connect. Every ``SESSION_CHECK`` seconds
   (``TASKLIGHT``) the loop closes connections whose session has ended (expiry,
-  flush), and those of a signed-in user who was deactivated, deleted, or whose
-  session auth hash (``get_session_auth_hash()``, which changes with the password)
-  no longer matches the one the socket was authenticated with, as
-  ``django.contrib.auth.get_user`` would refuse that session over HTTP; one query for
-  the users of every open socket. ``user_logged_out`` closes them at once through the
-  session's group. The session that changed the password itself (Django's
-  ``update_session_auth_hash``) has its sockets closed too: its next socket is
-  authenticated with the new hash.
+  flush), and those of a signed-in user who was deactivated or deleted, or whose
+  session's auth hash no longer matches the user's ``get_session_auth_hash()`` (it
+  changes with the password): the sockets of every session that
+  ``django.contrib.auth.get_user`` would now refuse over HTTP. One query for the
+  sessions and one for the users of every open socket. The session that changed the
+  password itself (``update_session_auth_hash``) holds the new hash and stays.
+  ``user_logged_out`` closes a session's sockets at once through its group.
 """
 
 from __future__ import annotations
@@ -48,8 +47,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _consumers: weakref.WeakSet[TasksConsumer] = weakref.WeakSet()
-# Who each signed-in socket was authenticated as at connect: (user pk, session auth hash).
-_identities: weakref.WeakKeyDictionary[TasksConsumer, tuple[Any, str]] = weakref.WeakKeyDictionary()
+# The user each signed-in socket was authenticated as at connect (its pk).
+_identities: weakref.WeakKeyDictionary[TasksConsumer, Any] = weakref.WeakKeyDictionary()
 _task: asyncio.Task[None] | None = None
 
 
@@ -73,23 +72,14 @@ def unregister(consumer: TasksConsumer) -> None:
     _identities.pop(consumer, None)
 
 
-def _identity_at_connect(consumer: TasksConsumer) -> tuple[Any, str] | None:
-    """(user pk, session auth hash) of a signed-in socket, read from its scope at connect.
-
-    Channels' AuthMiddleware has resolved the user and loaded the session by then, so
-    this reads no database. A user without a hash in the session (a backend that keeps
-    none) is checked for deactivation and deletion only ("").
-    """
+def _identity_at_connect(consumer: TasksConsumer) -> Any:
+    """The pk of the user a socket was authenticated as (Channels' AuthMiddleware has
+    resolved it before connect), or None for an anonymous socket."""
     scope = getattr(consumer, "scope", None) or {}
     user = scope.get("user")
     if user is None or not getattr(user, "is_authenticated", False):
         return None
-    session = scope.get("session")
-    try:
-        stored = session.get(HASH_SESSION_KEY) if session is not None else None
-    except Exception:  # a session not loaded yet (no sync read here): deactivation is still checked
-        stored = None
-    return user.pk, str(stored or "")
+    return user.pk
 
 
 async def _run() -> None:
@@ -179,45 +169,52 @@ async def close_ended_sessions() -> None:
     ended = [c for c in consumers if c.session_key not in alive]
     signed_in = {c: _identities[c] for c in consumers if c.session_key in alive and c in _identities}
     if signed_in:
-        valid = await _valid_identities(set(signed_in.values()))
-        ended.extend(c for c, identity in signed_in.items() if identity not in valid)
+        users = await _users(set(signed_in.values()))
+        ended.extend(c for c, pk in signed_in.items() if not _still_signed_in(users.get(pk), alive[c.session_key or ""]))
     for consumer in ended:
         await consumer.close(code=CLOSE_SESSION_ENDED)
 
 
-async def _valid_identities(identities: set[tuple[Any, str]]) -> set[tuple[Any, str]]:
-    """The (user pk, hash) pairs whose user exists, is active and has that session auth hash."""
+async def _users(pks: set[Any]) -> dict[Any, Any]:
     model = get_user_model()
-    users = {u.pk: u async for u in model._default_manager.filter(pk__in={pk for pk, _ in identities})}
+    return {u.pk: u async for u in model._default_manager.filter(pk__in=pks)}
+
+
+def _still_signed_in(user: Any, session: dict[str, Any]) -> bool:
+    """Would ``django.contrib.auth.get_user`` still give this user for this session's data?"""
+    if user is None or not getattr(user, "is_active", True):
+        return False
+    if not hasattr(user, "get_session_auth_hash"):
+        return True
+    stored = session.get(HASH_SESSION_KEY)
+    if not stored:
+        return False
     fallbacks = list(getattr(settings, "SECRET_KEY_FALLBACKS", ()))
-    valid = set()
-    for pk, stored in identities:
-        user = users.get(pk)
-        if user is None or not getattr(user, "is_active", True):
-            continue
-        if not stored or not hasattr(user, "get_session_auth_hash"):
-            valid.add((pk, stored))
-            continue
-        # As django.contrib.auth.get_user: the current hash, or one made with a fallback key.
-        if constant_time_compare(stored, user.get_session_auth_hash()) or any(
+    # The current hash (it changes with the password), or one made with a fallback key.
+    return bool(
+        constant_time_compare(stored, user.get_session_auth_hash())
+        or any(
             constant_time_compare(stored, user._get_session_auth_hash(secret=key))  # type: ignore[attr-defined]
             for key in fallbacks
-        ):
-            valid.add((pk, stored))
-    return valid
+        )
+    )
 
 
-async def _alive_sessions(keys: set[str]) -> set[str]:
+async def _alive_sessions(keys: set[str]) -> dict[str, dict[str, Any]]:
+    """The sessions among ``keys`` that are still alive, each with its data."""
     store_class = import_module(settings.SESSION_ENGINE).SessionStore
     if settings.SESSION_ENGINE == "django.contrib.sessions.backends.db":
         model = store_class.get_model_class()  # one query for the whole process
         query = model.objects.filter(session_key__in=list(keys), expire_date__gt=timezone.now())
-        return {k async for k in query.values_list("session_key", flat=True)}
+        decoder = store_class()
+        return {k: decoder.decode(data) async for k, data in query.values_list("session_key", "session_data")}
 
-    def exists(key: str) -> bool:
-        return bool(store_class().exists(key))
+    def read(key: str) -> dict[str, Any] | None:
+        store = store_class(key)
+        return dict(store.load()) if store.exists(key) else None
 
-    return {k for k in keys if await sync_to_async(exists)(k)}
+    found = {k: await sync_to_async(read)(k) for k in keys}
+    return {k: data for k, data in found.items() if data is not None}
 
 
 def on_logout(sender: Any, request: Any = None, user: Any = None, **_: Any) -> None:
