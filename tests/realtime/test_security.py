@@ -372,7 +372,8 @@ async def test_a_client_that_does_not_read_is_closed_and_others_are_not_slowed(v
     closed_after = None
     started = time.monotonic()
     try:
-        while time.monotonic() - started < 60:
+        # About 35 s here: the kernel buffers of both ends fill before the server's own does.
+        while time.monotonic() - started < 120:
             try:
                 sock.sendall(frame('{"type":"subscribe"}'))  # the rate limit lets 4 a second through
             except OSError:
