@@ -183,10 +183,11 @@ TASKLIGHT: dict[str, Any] = {
     "FILES_DIR": Path(env_str("TASKLIGHT_FILES_DIR", str(BASE_DIR / "var" / "files"))),
 }
 for _key in ("PUBLISH_INTERVAL", "HEARTBEAT_TIMEOUT", "CANCEL_GRACE", "KILL_AFTER", "WATCHDOG_INTERVAL",
-             "RESYNC_INTERVAL", "SESSION_CHECK", "LIVE_TTL", "FILES_TTL"):
+             "RESYNC_INTERVAL", "SESSION_CHECK", "LIVE_TTL", "FILES_TTL", "LAUNCH_TIME_LIMIT"):
     if env_str(f"TASKLIGHT_{_key}"):
         TASKLIGHT[_key] = env_float(f"TASKLIGHT_{_key}", 0.0)
-for _key in ("MAX_ACTIVE_PER_OWNER", "RECENT_LIMIT", "RETENTION_DAYS"):
+for _key in ("MAX_ACTIVE_PER_OWNER", "MAX_ACTIVE_PER_ADDRESS", "RECENT_LIMIT", "RETENTION_DAYS", "MAX_SOCKET_BUFFER",
+             "MAX_SOCKETS_PER_SESSION", "MAX_SOCKETS_PER_ADDRESS"):
     if env_str(f"TASKLIGHT_{_key}"):
         TASKLIGHT[_key] = int(env_float(f"TASKLIGHT_{_key}", 0.0))
 

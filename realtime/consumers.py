@@ -20,7 +20,7 @@ from realtime import monitor
 from realtime.fanout import hub
 from realtime.transport import CLOSE_POLICY, CLOSE_SESSION_ENDED, CLOSE_TOO_BIG, CLOSE_TOO_MANY
 from tasks import conf, selectors, services
-from tasks.contracts import TERMINAL_STATES, AlreadyFinished, NotFound, TasklightError, TaskObject
+from tasks.contracts import TERMINAL_STATES, AlreadyFinished, NotAllowed, NotFound, TasklightError, TaskObject
 from tasks.groups import group_for_owner, group_for_session, group_for_task
 from tasks.owners import Owner, owner_for_scope
 
@@ -325,6 +325,8 @@ class TasksConsumer(AsyncWebsocketConsumer):
 
     async def on_launch(self, message: dict[str, Any]) -> None:
         if self.owner is None:
+            if not conf.get().ALLOW_ANONYMOUS:
+                raise NotAllowed()  # as the HTTP API answers: 403 forbidden there, "forbidden" here
             await self.send_error("bad_request", "no session: load the page first")
             return
         obj = await services.launch(owner=self.owner, name=message.get("name"), params=message.get("params"))
