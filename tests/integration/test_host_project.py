@@ -76,13 +76,15 @@ def probe(self, out):
     import celery
 
     self.progress.set(1, 1)
-    pathlib.Path(out).write_text(json.dumps({
+    partial = pathlib.Path(out + ".partial")  # renamed when whole: the test waits for the name
+    partial.write_text(json.dumps({
         "task_id": self.request.id,
         "app": celery.current_app.main,
         "host_app": celery.current_app._get_current_object() is sys.modules["project.celery"].app,
         "project": sys.modules["project"].__file__,
         "tasklight": loaded_tasklight(),
     }))
+    partial.replace(out)
 """
 PROBE_VIEW = """
 
