@@ -480,3 +480,23 @@ async def test_an_unknown_path_is_refused_without_a_traceback(visitor, live):
     # The refusal is answered after anything the server would log about it.
     log = live.output()[start:]
     assert "Traceback" not in log and "No route found" not in log
+
+
+async def test_a_socket_launch_is_forbidden_when_only_signed_in_users_may_launch(transactional_db, settings):
+    from django.contrib.auth.models import AnonymousUser
+
+    settings.TASKLIGHT = {**settings.TASKLIGHT, "ALLOW_ANONYMOUS": False}
+    session = await _visitor_session()
+    scope = {"type": "websocket", "path": "/ws/tasks/", "headers": [], "client": ["10.9.8.7", 5000],
+             "session": session, "user": AnonymousUser()}
+    app = Harness(scope)
+    try:
+        await app.queue.put({"type": "websocket.connect"})
+        await app.next("websocket.accept")
+        await app.queue.put({"type": "websocket.receive", "text": '{"type":"launch","name":"demo.sleepy","params":{}}'})
+        error = json.loads((await app.next("error"))["text"])
+        assert error["code"] == "forbidden", error
+    finally:
+        await app.queue.put({"type": "websocket.disconnect", "code": 1000})
+        await asyncio.wait_for(app.task, 5)
+        await _stop_hub()
