@@ -7,13 +7,20 @@ keys (``u:1``) or session keys coincide.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 from tasks import conf
 
 
 def _site() -> str:
-    return hashlib.blake2b(conf.get().REDIS_PREFIX.encode(), digest_size=4).hexdigest()
+    return _tag(conf.get().REDIS_PREFIX)
+
+
+@functools.lru_cache(maxsize=8)
+def _tag(prefix: str) -> str:
+    """The prefix's short tag, hashed once per prefix (group names are made on every publish)."""
+    return hashlib.blake2b(prefix.encode(), digest_size=4).hexdigest()
 
 
 def group_for_owner(owner_key: str) -> str:

@@ -240,6 +240,14 @@ async def _visitor_session() -> Any:
     return await sync_to_async(make)()
 
 
+async def _visitor_scope(address: str) -> dict[str, Any]:
+    """The scope of an anonymous visitor's socket from ``address``, as AuthMiddlewareStack fills it."""
+    from django.contrib.auth.models import AnonymousUser
+
+    return {"type": "websocket", "path": "/ws/tasks/", "headers": [], "client": [address, 5000],
+            "session": await _visitor_session(), "user": AnonymousUser()}
+
+
 def _members_of(consumer: Any) -> list[str]:
     from realtime.fanout import hub
 
@@ -256,14 +264,11 @@ async def _stop_hub() -> None:
 
 @pytest.mark.parametrize("closing", ["too_big", "rate_limit", "session_ended"])
 async def test_a_consumer_closed_by_the_server_handles_no_queued_frame_and_leaves_everything(transactional_db, closing):
-    from django.contrib.auth.models import AnonymousUser
 
     from realtime import monitor
     from realtime.consumers import TasksConsumer
 
-    session = await _visitor_session()
-    scope = {"type": "websocket", "path": "/ws/tasks/", "headers": [], "client": ["10.9.8.7", 5000],
-             "session": session, "user": AnonymousUser()}
+    scope = await _visitor_scope("10.9.8.7")
     before = set(monitor._consumers)
     app = Harness(scope)
     try:
@@ -309,14 +314,11 @@ async def test_a_consumer_closed_by_the_server_handles_no_queued_frame_and_leave
 
 
 async def test_a_consumer_that_fails_leaves_its_groups_and_the_monitor(transactional_db, monkeypatch):
-    from django.contrib.auth.models import AnonymousUser
 
     from realtime import monitor
     from realtime.consumers import TasksConsumer
 
-    session = await _visitor_session()
-    scope = {"type": "websocket", "path": "/ws/tasks/", "headers": [], "client": ["10.9.8.6", 5000],
-             "session": session, "user": AnonymousUser()}
+    scope = await _visitor_scope("10.9.8.6")
     before = set(monitor._consumers)
     app = Harness(scope)
     try:
@@ -442,15 +444,11 @@ async def test_sockets_per_session_are_capped(visitor, other_visitor):
 
 
 async def test_sockets_per_address_are_capped(transactional_db, settings):
-    from django.contrib.auth.models import AnonymousUser
-
     settings.TASKLIGHT = {**settings.TASKLIGHT, "MAX_SOCKETS_PER_ADDRESS": 2}
     apps = []
     try:
         for _ in range(3):
-            scope = {"type": "websocket", "path": "/ws/tasks/", "headers": [], "client": ["10.1.2.3", 6000],
-                     "session": await _visitor_session(), "user": AnonymousUser()}
-            app = Harness(scope)
+            app = Harness(await _visitor_scope("10.1.2.3"))
             apps.append(app)
             await app.queue.put({"type": "websocket.connect"})
             await app.next("websocket.accept")
@@ -483,12 +481,9 @@ async def test_an_unknown_path_is_refused_without_a_traceback(visitor, live):
 
 
 async def test_a_socket_launch_is_forbidden_when_only_signed_in_users_may_launch(transactional_db, settings):
-    from django.contrib.auth.models import AnonymousUser
 
     settings.TASKLIGHT = {**settings.TASKLIGHT, "ALLOW_ANONYMOUS": False}
-    session = await _visitor_session()
-    scope = {"type": "websocket", "path": "/ws/tasks/", "headers": [], "client": ["10.9.8.7", 5000],
-             "session": session, "user": AnonymousUser()}
+    scope = await _visitor_scope("10.9.8.7")
     app = Harness(scope)
     try:
         await app.queue.put({"type": "websocket.connect"})
